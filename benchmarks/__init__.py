@@ -1,0 +1,1 @@
+"""clove_gym.benchmarks."""

@@ -1,0 +1,1 @@
+"""clove_gym.worlds: simulated environments (arrive with the worlds issue)."""
