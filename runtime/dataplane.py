@@ -121,7 +121,9 @@ class DataPlane:
         self._agents: set[int] = set()
         self._names: dict[str, int] = {}  # name -> agent id
         self._sender_name: dict[int, str] = {}  # agent id -> most recently registered name
-        self._mailboxes: dict[int, deque[tuple[int, str, str, int, int]]] = {}  # (from, name, text, t_ns, seq)
+        self._mailboxes: dict[
+            int, deque[tuple[int, str, str, int, int]]
+        ] = {}  # (from, name, text, t_ns, seq)
         # internal key -> (value text, scope, owner id, expiry ns or 0 for none)
         self._store: dict[str, tuple[str, str, int, int]] = {}
         self._stats: dict[int, list[int]] = {}  # agent id -> [syscalls, messages_sent, messages_recv]
@@ -176,7 +178,11 @@ class DataPlane:
 
     # ---- the frame loop ------------------------------------------------------------------------
     def process(
-        self, agent_id: int, buf: bytes | bytearray | memoryview, pos: int = 0, now_ns: int = 0,
+        self,
+        agent_id: int,
+        buf: bytes | bytearray | memoryview,
+        pos: int = 0,
+        now_ns: int = 0,
         recv_ns: int = 0,
     ) -> tuple[bytes, int, int]:
         """Answer the complete fast-path frames in buf[pos:], in order.
@@ -207,11 +213,15 @@ class DataPlane:
             if self._trace is not None:
                 t1 = now_ns or time.monotonic_ns()
                 self._trace.record(
-                    _K_SYSCALL, opcode, agent_id, t0,
+                    _K_SYSCALL,
+                    opcode,
+                    agent_id,
+                    t0,
                     service_ns=min(t1 - t0, 0xFFFFFFFF),
                     queue_ns=min(max(t0 - recv_ns, 0), 0xFFFFFFFF) if recv_ns else 0,
                     result=0 if opcode == Op.NOOP or not resp.startswith(b'{"success": false') else 1,
-                    req=payload, resp=resp,
+                    req=payload,
+                    resp=resp,
                 )
             out += HEADER.pack(MAGIC, agent_id, opcode, len(resp))
             out += resp

@@ -1,0 +1,643 @@
+"""The clove-gym kernel: a Unix-socket server speaking the Clove wire protocol.
+
+One thread owns all kernel state and runs an epoll loop over the listening socket, the connections, the
+spawned agents' pidfds and a wake-up pipe. Hot data-plane frames (NOOP, SEND, RECV, BROADCAST, STORE, FETCH)
+are answered in bulk by the data plane (C when built, else its Python twin); the other syscalls are
+dispatched one by one. Blocking work (EXEC, HTTP, THINK, process control) runs on worker threads; while it
+runs, that connection's later frames wait, so responses stay FIFO per connection (C9) and no other client
+is held up.
+
+Bounded memory per client: a connection whose unsent responses pass OUT_HIGH, or whose unprocessed input
+passes IN_HIGH while it waits on blocking work, is no longer read until it drains (backpressure, not
+buffering); oversized frames are drained and answered with an error; bad magic closes the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import selectors
+import socket
+import struct
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from clove_gym import native
+from clove_gym.runtime import dataplane as py_dataplane
+from clove_gym.runtime.agents import ManagedAgent, PlainLauncher
+from clove_gym.runtime.audit import AuditLog
+from clove_gym.runtime.events import EventBus
+from clove_gym.runtime.permissions import Permissions
+from clove_gym.runtime.protocol import (
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    SPLIT_BAD_MAGIC,
+    SPLIT_OK,
+    SPLIT_OVERSIZE,
+    Op,
+)
+from clove_gym.runtime.recording import Recorder, Replayer
+from clove_gym.runtime.syscalls import SyscallHandlers
+from clove_gym.runtime.trace.format import EVENT_CODES
+
+DEFAULT_SOCKET = "/tmp/clove.sock"
+KERNEL_VERSION = "0.1.0"
+RECV_CHUNK = 256 * 1024
+OUT_HIGH = 4 << 20  # stop reading a client whose unsent responses exceed this
+OUT_LOW = 1 << 20  # ... and resume below this
+IN_HIGH = 2 << 20  # stop reading a busy client once this much input waits
+ASYNC_RESULTS_LIMIT = 10_000
+MAX_CONNECTIONS = 4096
+TICK_S = 0.1
+_PEERCRED = struct.Struct("3i")
+
+
+class _Deferred:
+    """Marker returned by a handler whose response comes later from a worker."""
+
+
+DEFERRED = _Deferred()
+
+
+class Connection:
+    __slots__ = (
+        "sock",
+        "fd",
+        "id",
+        "peer_pid",
+        "inbuf",
+        "outbuf",
+        "busy",
+        "discard",
+        "discard_op",
+        "closed",
+        "mask",
+        "recv_ns",
+        "async_results",
+        "throttled",
+    )
+
+    def __init__(self, sock: socket.socket, agent_id: int, peer_pid: int) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.id = agent_id
+        self.peer_pid = peer_pid
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.busy = False
+        self.discard = 0  # payload bytes still to drop after an oversized header
+        self.discard_op = 0
+        self.closed = False
+        self.mask = selectors.EVENT_READ
+        self.recv_ns = 0
+        self.async_results: deque[dict[str, Any]] = deque(maxlen=ASYNC_RESULTS_LIMIT)
+        self.throttled = False
+
+
+class KernelError(RuntimeError):
+    """The kernel could not start (socket in use, bad path, ...)."""
+
+
+def socket_is_live(path: str, timeout: float = 0.5) -> bool:
+    """Whether a kernel answers on `path` (a connect that succeeds)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Kernel(SyscallHandlers):
+    """An in-process kernel. `start()` runs it on a background thread; `serve_forever()` on this one."""
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        trace_path: str | None = None,
+        trace_cap: int = 256,
+        audit_path: str | None = None,
+        llm: Any = None,
+        launcher: Any = None,
+        use_native: bool = True,
+        workers: int = 8,
+    ) -> None:
+        self._private_dir: str | None = None
+        if socket_path is None:
+            self._private_dir = tempfile.mkdtemp(prefix="clove-gym-")
+            socket_path = os.path.join(self._private_dir, "kernel.sock")
+        self.socket_path = socket_path
+        nat = native.load() if use_native else None
+        c_plane = getattr(nat, "DataPlane", None)
+        self.native = c_plane is not None
+        self.dp = c_plane() if c_plane is not None else py_dataplane.DataPlane()
+        self.trace: Any = None
+        if trace_path:
+            from clove_gym.runtime.trace.writer import open_writer
+
+            self.trace = (
+                open_writer(trace_path, cap=trace_cap) if use_native else _py_writer(trace_path, trace_cap)
+            )
+            self.dp.set_trace(self.trace)
+        self.trace_path = trace_path
+        self.audit = AuditLog(audit_path)
+        self.bus = EventBus()
+        self.recorder = Recorder()
+        self.replayer = Replayer()
+        self.llm = llm
+        self._own_llm = llm is None
+        self.launcher = launcher or PlainLauncher()
+        self.sandbox_launcher: Any = None
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clove-kernel")
+        self._sel = selectors.DefaultSelector()
+        self._conns: dict[int, Connection] = {}  # fd -> connection
+        self._by_id: dict[int, Connection] = {}
+        self._perms: dict[int, Permissions] = {}
+        self.agents: dict[int, ManagedAgent] = {}
+        self._unbound_pids: dict[int, int] = {}  # pid of a spawned agent -> its id, until it connects
+        self._next_id = 1
+        self._request_counter = 0
+        self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._stopped = threading.Event()
+        self._started = time.monotonic()
+        self._last_tick = 0.0
+        self.stats = {"connections": 0, "syscalls_slow": 0, "protocol_errors": 0, "throttled": 0}
+        self._init_handlers()
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+    def __enter__(self) -> Kernel:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def bind(self) -> None:
+        """Bind the socket. A stale socket file (nobody answers) is replaced; a live one is never stolen."""
+        path = self.socket_path
+        if len(path.encode()) > 107:
+            raise KernelError(f"socket path too long for AF_UNIX (max 107 bytes): {path}")
+        if os.path.exists(path):
+            if socket_is_live(path):
+                raise KernelError(f"a live kernel already listens on {path}")
+            os.unlink(path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        self._listener = sock
+        self._sel.register(sock, selectors.EVENT_READ, self._on_accept)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+
+    def start(self) -> Kernel:
+        self.bind()
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="clove-kernel", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        if self._listener is None:
+            self.bind()
+        self._running = True
+        self._loop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving, stop every spawned agent, flush the trace, remove the socket. Idempotent."""
+        if not self._running and self._stopped.is_set():
+            return
+        self._running = False
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._stopped.wait(timeout)
+
+    def _shutdown(self) -> None:
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        if self._listener is not None:
+            self._sel.unregister(self._listener)
+            self._listener.close()
+            self._listener = None
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+        self._stop_agents()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.llm is not None and self._own_llm:
+            self.llm.close()
+        if self.sandbox_launcher is not None:
+            self.sandbox_launcher.close()
+        self.launcher.close()
+        if self.trace is not None:
+            self.trace.close()
+        self.audit.close()
+        self._sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self._private_dir:
+            try:
+                os.rmdir(self._private_dir)
+            except OSError:
+                pass
+
+    def _stop_agents(self) -> None:
+        """Ordered shutdown: every agent gets SIGTERM at once, SIGKILL after the grace period."""
+        procs = []
+        for agent in list(self.agents.values()):
+            self._unwatch(agent)
+            procs.append(agent.proc)
+        self.agents.clear()
+        if procs:
+            with ThreadPoolExecutor(max_workers=min(len(procs), 32)) as pool:
+                list(pool.map(lambda p: p.kill(5.0), procs))
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while self._running:
+                for key, mask in self._sel.select(TICK_S):
+                    key.data(key.fileobj, mask)
+                now = time.monotonic()
+                if now - self._last_tick >= TICK_S:
+                    self._last_tick = now
+                    self._tick()
+        finally:
+            self._shutdown()
+            self._stopped.set()
+
+    def _tick(self) -> None:
+        if self.trace is not None:
+            self.trace.flush()
+        if self.replayer.state == "running":
+            self.replayer.step(self._execute_virtual)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _on_wake(self, _fd: Any, _mask: int) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                job = self._completions.get_nowait()
+            except queue.Empty:
+                return
+            job()
+
+    def call_soon(self, job: Callable[[], None]) -> None:
+        """Run `job` on the kernel thread (thread-safe)."""
+        self._completions.put(job)
+        self._wake()
+
+    # ---- connections ---------------------------------------------------------------------------------
+    def new_id(self) -> int:
+        agent_id = self._next_id
+        self._next_id += 1
+        return agent_id
+
+    def _on_accept(self, listener: socket.socket, _mask: int) -> None:
+        for _ in range(64):
+            try:
+                sock, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if len(self._conns) >= MAX_CONNECTIONS:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            pid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[0]
+            agent_id = self._unbound_pids.pop(pid, None)  # C13: a spawned agent keeps its spawn id
+            if agent_id is None or agent_id in self._by_id:
+                agent_id = self.new_id()
+            conn = Connection(sock, agent_id, pid)
+            self._conns[conn.fd] = conn
+            self._by_id[agent_id] = conn
+            self.dp.add_agent(agent_id)
+            self.stats["connections"] += 1
+            self._sel.register(sock, selectors.EVENT_READ, self._on_io)
+
+    def _on_io(self, sock: socket.socket, mask: int) -> None:
+        conn = self._conns.get(sock.fileno())
+        if conn is None:
+            return
+        if mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+        if mask & selectors.EVENT_READ and not conn.closed:
+            self._read(conn)
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        conn.recv_ns = time.monotonic_ns()
+        conn.inbuf += data
+        self._pump(conn)
+
+    def _pump(self, conn: Connection) -> None:
+        """Answer every complete frame in conn.inbuf, in order, until one must wait for a worker."""
+        buf = conn.inbuf
+        pos = 0
+        while not conn.busy and not conn.closed:
+            if conn.discard:
+                take = min(conn.discard, len(buf) - pos)
+                pos += take
+                conn.discard -= take
+                if conn.discard:
+                    break
+                self._respond(conn, conn.discard_op, b'{"success": false, "error": "payload too large"}')
+                continue
+            out, pos, status = self.dp.process(conn.id, buf, pos, 0, conn.recv_ns)
+            if out:
+                conn.outbuf += out
+            if status == SPLIT_OK:
+                break
+            if status == py_dataplane.PROCESS_SLOW:
+                _magic, _aid, opcode, size = HEADER.unpack_from(buf, pos)
+                payload = bytes(buf[pos + HEADER_SIZE : pos + HEADER_SIZE + size])
+                pos += HEADER_SIZE + size
+                self._dispatch(conn, opcode, payload)
+            elif status == SPLIT_OVERSIZE:
+                _magic, _aid, opcode, size = HEADER.unpack_from(buf, pos)
+                pos += HEADER_SIZE
+                conn.discard, conn.discard_op = size, opcode
+                self._protocol_error(conn, opcode, size)
+            elif status == SPLIT_BAD_MAGIC:
+                self._protocol_error(conn, 0, len(buf) - pos)
+                self._flush(conn)
+                self._close(conn)
+                return
+        if pos:
+            del buf[:pos]
+        self._flush(conn)
+        self._update_interest(conn)
+
+    def _protocol_error(self, conn: Connection, opcode: int, size: int) -> None:
+        self.stats["protocol_errors"] += 1
+        if self.trace is not None:
+            self.trace.record(0, opcode, conn.id, time.monotonic_ns(), result=2)
+
+    def _respond(self, conn: Connection, opcode: int, payload: bytes) -> None:
+        conn.outbuf += HEADER.pack(MAGIC, conn.id, opcode, len(payload))
+        conn.outbuf += payload
+
+    def _flush(self, conn: Connection) -> None:
+        if conn.closed or not conn.outbuf:
+            self._update_interest(conn)
+            return
+        try:
+            sent = conn.sock.send(conn.outbuf)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return
+        if sent:
+            del conn.outbuf[:sent]
+        self._update_interest(conn)
+
+    def _update_interest(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        out = len(conn.outbuf)
+        if out > OUT_HIGH and not conn.throttled:
+            conn.throttled = True
+            self.stats["throttled"] += 1
+            self.emit("RESOURCE_WARNING", {"agent_id": conn.id, "resource": "unread_responses", "bytes": out})
+        elif out < OUT_LOW:
+            conn.throttled = False
+        reading = not conn.throttled and not (conn.busy and len(conn.inbuf) > IN_HIGH)
+        mask = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if out else 0)
+        if mask != conn.mask:
+            if conn.mask == 0:
+                self._sel.register(conn.sock, mask, self._on_io)
+            elif mask == 0:
+                self._sel.unregister(conn.sock)
+            else:
+                self._sel.modify(conn.sock, mask, self._on_io)
+            conn.mask = mask
+
+    def _close(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        if conn.mask:
+            self._sel.unregister(conn.sock)
+            conn.mask = 0
+        self._conns.pop(conn.fd, None)
+        if self._by_id.get(conn.id) is conn:
+            del self._by_id[conn.id]
+        conn.sock.close()
+        self.release(conn.id)
+
+    def release(self, agent_id: int) -> None:
+        """C6: a connection is gone: names, mailbox, subscriptions, async results, permissions go too.
+        A spawned agent that is still alive stays a valid message target (it may reconnect)."""
+        self.dp.remove_agent(agent_id)
+        self.bus.forget(agent_id)
+        self._update_fast_ops()
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            self.dp.add_agent(agent_id)
+        else:
+            self._perms.pop(agent_id, None)
+
+    # ---- dispatch ------------------------------------------------------------------------------------
+    def _dispatch(self, conn: Connection, opcode: int, payload: bytes) -> None:
+        t0 = time.monotonic_ns()
+        queue_ns = t0 - conn.recv_ns if conn.recv_ns else 0
+        handler = self._handlers.get(opcode, self._unknown)
+        self.stats["syscalls_slow"] += 1
+        try:
+            result = handler(conn.id, opcode, payload, conn)
+        except Exception as exc:  # the kernel never crashes on a request (C10)
+            result = {"success": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+        if result is DEFERRED:
+            return
+        self._complete(conn, opcode, payload, result, t0, queue_ns)
+
+    def defer(
+        self,
+        conn: Connection | None,
+        opcode: int,
+        payload: bytes,
+        work: Callable[[], Any],
+        then: Callable[[Any], Any] | None = None,
+    ) -> _Deferred:
+        """Run `work` on a worker thread; `then(result)` (on the kernel thread) makes the response.
+        The connection takes no further frames until it is answered."""
+        t0 = time.monotonic_ns()
+        queue_ns = t0 - conn.recv_ns if conn is not None and conn.recv_ns else 0
+        if conn is not None:
+            conn.busy = True
+
+        def finish(value: Any, error: BaseException | None) -> None:
+            if error is not None:
+                response: Any = {
+                    "success": False,
+                    "error": f"internal error: {type(error).__name__}: {error}",
+                }
+            else:
+                try:
+                    response = then(value) if then is not None else value
+                except Exception as exc:
+                    response = {"success": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+            if conn is not None:
+                conn.busy = False
+                self._complete(conn, opcode, payload, response, t0, queue_ns)
+                if not conn.closed:
+                    self._pump(conn)
+
+        def run() -> None:
+            try:
+                value = work()
+            except BaseException as exc:  # reported to the client, never lost
+                err = exc
+                self.call_soon(lambda: finish(None, err))
+                return
+            self.call_soon(lambda: finish(value, None))
+
+        self._pool.submit(run)
+        return DEFERRED
+
+    def defer_callback(
+        self, conn: Connection, opcode: int, payload: bytes, start: Callable[[Callable[[Any], None]], None]
+    ) -> _Deferred:
+        """Like defer(), for work that reports through a callback (THINK's LLM queue): `start(done)` runs
+        now; `done(response)` may be called from any thread, once."""
+        t0 = time.monotonic_ns()
+        queue_ns = t0 - conn.recv_ns if conn.recv_ns else 0
+        conn.busy = True
+
+        def finish(response: Any) -> None:
+            conn.busy = False
+            self._complete(conn, opcode, payload, response, t0, queue_ns)
+            if not conn.closed:
+                self._pump(conn)
+
+        start(lambda response: self.call_soon(lambda: finish(response)))
+        return DEFERRED
+
+    def _complete(
+        self, conn: Connection, opcode: int, payload: bytes, result: Any, t0: int, queue_ns: int
+    ) -> None:
+        body = result if isinstance(result, bytes) else json.dumps(result).encode()
+        t1 = time.monotonic_ns()
+        failed = body.startswith(b'{"success": false')
+        if self.trace is not None:
+            self.trace.record(
+                0,
+                opcode,
+                conn.id,
+                t0,
+                service_ns=min(t1 - t0, 0xFFFFFFFF),
+                queue_ns=min(max(queue_ns, 0), 0xFFFFFFFF),
+                result=1 if failed else 0,
+                req=payload,
+                resp=body,
+            )
+        if self.recorder.wants(conn.id, opcode):
+            self.recorder.add(conn.id, opcode, payload, body, t1 - t0)
+        if self.audit.config["log_syscalls"]:
+            self.audit.log(
+                "SYSCALL",
+                Op(opcode).name if opcode in Op._value2member_map_ else f"0x{opcode:02X}",
+                conn.id,
+                {"request_bytes": len(payload), "response_bytes": len(body)},
+                not failed,
+            )
+        if conn.closed:
+            return
+        self._respond(conn, opcode, body)
+
+    def _execute_virtual(self, agent_id: int, opcode: int, payload: bytes) -> bytes:
+        """Run one recorded request as `agent_id` without a connection (replay). Deferred syscalls are
+        served from the recording by the replayer, so every handler here answers synchronously."""
+        handler = self._handlers.get(opcode, self._unknown)
+        try:
+            result = handler(agent_id, opcode, payload, None)
+        except Exception as exc:
+            result = {"success": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+        if result is DEFERRED:
+            return b'{"success": false, "error": "not replayable"}'
+        return result if isinstance(result, bytes) else json.dumps(result).encode()
+
+    # ---- shared services -----------------------------------------------------------------------------
+    def perms(self, agent_id: int) -> Permissions:
+        p = self._perms.get(agent_id)
+        if p is None:
+            p = self._perms[agent_id] = Permissions()
+        return p
+
+    def emit(self, event_type: str, data: Any, source: int = 0) -> dict[str, Any]:
+        event = self.bus.emit(event_type, data, source)
+        if self.trace is not None:
+            self.trace.record(
+                1,
+                EVENT_CODES.get(event_type, 11),
+                source,
+                time.monotonic_ns(),
+                req=json.dumps(event).encode(),
+            )
+        return event
+
+    def _update_fast_ops(self) -> None:
+        """Frames the data plane may answer by itself: all hot ones unless a hook must see them."""
+        if self.recorder.active or self.audit.config["log_syscalls"]:
+            self.dp.set_fast_ops(())
+            return
+        ops = set(py_dataplane.FAST_OPS)
+        if self.audit.config["log_ipc"] or self.bus.has_subscribers("MESSAGE_RECEIVED"):
+            ops -= {Op.SEND, Op.BROADCAST}
+        if self.audit.config["log_state"] or self.bus.has_subscribers("STATE_CHANGED"):
+            ops -= {Op.STORE}
+        self.dp.set_fast_ops(ops)
+
+    def _watch(self, agent: ManagedAgent, on_exit: Callable[[ManagedAgent], None]) -> None:
+        agent.watch_fd = agent.proc.fileno()
+        self._sel.register(agent.watch_fd, selectors.EVENT_READ, lambda _f, _m: on_exit(agent))
+
+    def _unwatch(self, agent: ManagedAgent) -> None:
+        """Stop watching the pidfd; always before anything may close it (fd numbers are reused)."""
+        if agent.watch_fd >= 0:
+            self._sel.unregister(agent.watch_fd)
+            agent.watch_fd = -1
+
+
+def _py_writer(path: str, cap: int) -> Any:
+    from clove_gym.runtime.trace.writer import TraceWriter
+
+    return TraceWriter(path, cap=cap)
