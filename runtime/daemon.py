@@ -1,0 +1,157 @@
+"""The kernel as a long-lived daemon: `clove-gym kernel start|stop|status|run`.
+
+`start` launches `python -m clove_gym.runtime.daemon` detached and waits until the socket answers; the pid
+is taken from the socket itself (SO_PEERCRED), so `stop` and `status` work even without the pid file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+from clove_gym.runtime.kernel import DEFAULT_SOCKET, Kernel, KernelError
+
+_PEERCRED = struct.Struct("3i")
+
+
+def default_socket() -> str:
+    return os.environ.get("CLOVE_SOCKET") or DEFAULT_SOCKET
+
+
+def kernel_pid(path: str) -> int | None:
+    """Pid of the kernel listening on `path`, read from the peer credentials of a connection."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(path)
+        return _PEERCRED.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def start(path: str, trace: str | None, audit: str | None, timeout: float = 15.0) -> int:
+    pid = kernel_pid(path)
+    if pid is not None:
+        print(f"error: a live kernel already listens on {path} (pid {pid}); not replacing it", file=sys.stderr)
+        return 1
+    argv = [sys.executable, "-m", "clove_gym.runtime.daemon", "--socket", path]
+    argv += ["--trace", trace] if trace else []
+    argv += ["--audit", audit] if audit else []
+    log_path = path + ".log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"error: the kernel exited with status {proc.returncode}; see {log_path}", file=sys.stderr)
+            return 1
+        if kernel_pid(path) == proc.pid:
+            print(f"kernel started: pid {proc.pid}, socket {path} (log {log_path})")
+            return 0
+        time.sleep(0.05)
+    proc.terminate()
+    print(f"error: the kernel did not answer on {path} within {timeout:g}s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def stop(path: str, timeout: float = 15.0) -> int:
+    pid = kernel_pid(path)
+    if pid is None:
+        print(f"error: no kernel answers on {path}", file=sys.stderr)
+        return 1
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return 0
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                print(f"kernel stopped (pid {pid})")
+                return 0
+            time.sleep(0.05)
+    finally:
+        os.close(fd)
+    print(f"error: kernel pid {pid} did not stop within {timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def status(path: str) -> int:
+    pid = kernel_pid(path)
+    if pid is None:
+        stale = " (stale socket file)" if os.path.exists(path) else ""
+        print(f"not running: {path}{stale}")
+        return 3
+    print(f"running: pid {pid}, socket {path}")
+    return 0
+
+
+def run(path: str, trace: str | None, audit: str | None) -> int:
+    """Serve in the foreground until SIGTERM/SIGINT."""
+    try:
+        kernel = Kernel(path, trace_path=trace, audit_path=audit)
+        kernel.bind()
+    except (KernelError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    def on_signal(_signo: int, _frame: object) -> None:
+        kernel._running = False
+        kernel._wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"kernel serving on {path} (pid {os.getpid()})", flush=True)
+    kernel.serve_forever()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `kernel start|stop|status|run` to the top-level CLI."""
+    k = subparsers.add_parser("kernel", help="run the kernel as a daemon", description=__doc__)
+    cmds = k.add_subparsers(dest="kernel_command", metavar="COMMAND", required=True)
+    for name, text in (("start", "start a detached kernel and wait until it answers"),
+                       ("stop", "stop the kernel on the socket (SIGTERM, agents stopped in order)"),
+                       ("status", "say whether a kernel answers on the socket (exit 3 when not)"),
+                       ("run", "serve in the foreground until SIGTERM or Ctrl-C")):
+        p = cmds.add_parser(name, help=text, description=text)
+        p.add_argument("--socket", default=None, help=f"socket path (default: $CLOVE_SOCKET or {DEFAULT_SOCKET})")
+        if name in ("start", "run"):
+            p.add_argument("--trace", help="record a workload trace to this file (.clvtrace)")
+            p.add_argument("--audit", help="mirror the audit log to this JSONL file")
+        p.set_defaults(func=_dispatch)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    path = args.socket or default_socket()
+    if args.kernel_command == "start":
+        return start(path, args.trace, args.audit)
+    if args.kernel_command == "stop":
+        return stop(path)
+    if args.kernel_command == "status":
+        return status(path)
+    return run(path, args.trace, args.audit)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m clove_gym.runtime.daemon")
+    parser.add_argument("--socket", default=None)
+    parser.add_argument("--trace")
+    parser.add_argument("--audit")
+    args = parser.parse_args()
+    return run(args.socket or default_socket(), args.trace, args.audit)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
