@@ -1,0 +1,209 @@
+"""What runs between the zygote's fork and the agent's first instruction.
+
+Three stages, each in its own process:
+
+* **setup** (forked by the zygote): new session (no controlling terminal), joins the cgroups, unshares
+  the namespaces, raises loopback, forks `init` and reports its pid on the status pipe, then exits. `init` is reparented
+  to the zygote (a child subreaper), which reaps it and reports its exit status.
+* **init** (pid 1 of the new PID namespace): builds the filesystem view, sets the hostname, raises
+  forks the agent, then forwards termination signals and reaps orphans until the agent exits,
+  and exits with the agent's status. Its death takes every other process of the namespace with it.
+* **agent**: drops to its own unprivileged uid, applies rlimits and the seccomp filter, then either runs
+  the Python script in this pre-imported interpreter or execs the program.
+
+Errors before the agent runs are written to the status pipe ("error <message>") and end the process
+with status 127, so the launcher can raise SpawnError with the reason. Without a PID namespace
+(`sandboxed=False`) setup forks the agent directly.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import runpy
+import shutil
+import signal
+import socket
+import sys
+import threading
+import traceback
+from typing import Any, NoReturn
+
+from . import rootfs, seccomp_policy
+from . import syscalls as sc
+
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _report(fd: int, line: str) -> None:
+    os.write(fd, line.encode("utf-8", "replace") + b"\n")
+
+
+def _fail(fd: int, what: str, exc: BaseException) -> NoReturn:
+    try:
+        _report(fd, f"error {what}: {exc}")
+    finally:
+        os._exit(127)
+
+
+def _status_of(wait_status: int) -> int:
+    """Exit code, or 128+signo for a death by signal (the shell's convention)."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+def setup(
+    plan: dict[str, Any], status_fd: int, stdio: tuple[int, int, int], seccomp: bytes | None
+) -> NoReturn:
+    """Stage 1, in the zygote's fresh child. Never returns."""
+    try:
+        signal.set_wakeup_fd(-1)  # the zygote's wakeup pipe is about to be closed
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        for i, fd in enumerate(stdio):
+            os.dup2(fd, i)
+        os.dup2(status_fd, 3)
+        for fd in [int(n) for n in os.listdir("/proc/self/fd")]:  # the zygote's control socket etc.
+            if fd > 3:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        status_fd = 3
+        for path in plan["cgroup_procs"]:
+            with open(path, "w") as f:
+                f.write("0")
+        flags = 0
+        if plan["sandboxed"]:
+            flags |= sc.CLONE_NEWPID | sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+            if plan["userns"]:
+                flags |= sc.CLONE_NEWUSER
+        if not plan["network"]:
+            flags |= sc.CLONE_NEWNET
+        if flags:
+            sc.unshare(flags)
+        if plan["userns"]:
+            _map_ids()
+        if not plan["network"]:
+            sc.loopback_up()
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the launcher
+        _fail(status_fd, "sandbox setup", exc)
+    pid = os.fork()
+    if pid == 0:
+        if plan["sandboxed"]:
+            _init(plan, status_fd, seccomp)
+        _agent(plan, status_fd, seccomp)
+    _report(status_fd, f"pid {pid}")
+    os._exit(0)
+
+
+def _map_ids() -> None:
+    """Map namespace root to our own ids (the only mapping an unprivileged user may write)."""
+    uid, gid = os.getuid(), os.getgid()
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"0 {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"0 {gid} 1")
+
+
+def _init(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoReturn:
+    """Stage 2: pid 1 of the agent's namespaces."""
+    try:
+        rootfs.build(plan["newroot"], [(p, w) for p, w in plan["binds"]], plan["tmp_bytes"])
+        socket.sethostname(plan["hostname"])
+    except BaseException as exc:  # noqa: BLE001
+        _fail(status_fd, "sandbox filesystem", exc)
+    agent = os.fork()
+    if agent == 0:
+        _agent(plan, status_fd, seccomp)
+    os.close(status_fd)
+
+    def forward(signo: int, _frame: object) -> None:
+        try:
+            os.kill(agent, signo)
+        except ProcessLookupError:
+            pass
+
+    for signo in _FORWARDED:
+        signal.signal(signo, forward)
+    while True:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == agent:
+            os._exit(_status_of(wait_status))
+
+
+def _agent(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoReturn:
+    """Stage 3: become the agent."""
+    try:
+        for signo in (*_FORWARDED, signal.SIGCHLD):
+            signal.signal(signo, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it at startup
+        import resource
+
+        for name, value in plan["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        if plan["uid"] is not None:
+            os.setgroups(plan["groups"])
+            os.setresgid(plan["gid"], plan["gid"], plan["gid"])
+            os.setresuid(plan["uid"], plan["uid"], plan["uid"])  # also clears every capability
+        os.chdir(plan["cwd"])
+        if seccomp is not None:
+            seccomp_policy.install(seccomp)
+        else:
+            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        env = plan["env"]
+        if not plan["python"]:
+            os.set_inheritable(status_fd, False)  # closes on a successful exec, reports success
+            program = plan["argv"][0]
+            resolved = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
+            if resolved is None:
+                raise FileNotFoundError(f"{program!r} not found on PATH")
+            os.execve(resolved, plan["argv"], env)
+    except BaseException as exc:  # noqa: BLE001
+        _fail(status_fd, "agent start", exc)
+    os.close(status_fd)
+    _run_python(plan["argv"][1:], env)
+
+
+def _run_python(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """Run a script as `python script args...` would, in this already-initialised interpreter."""
+    os.environ.clear()
+    os.environ.update(env)
+    script = argv[0]
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [
+        os.path.dirname(os.path.abspath(script)),
+        *extra,
+        *(p for p in sys.path if p and p != os.getcwd()),
+    ]
+    sys.argv = list(argv)
+    atexit._clear()
+    code: int = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None:
+            code = 0
+        elif isinstance(exc.code, int):
+            code = exc.code
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 - an uncaught exception ends the agent like the interpreter would
+        traceback.print_exc()
+        code = 1
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads, as at exit
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    finally:
+        os._exit(code & 0xFF)

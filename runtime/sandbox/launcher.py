@@ -1,0 +1,472 @@
+"""Launcher and AgentProcess: the interface the kernel's SPAWN/KILL/PAUSE/RESUME/LIST/METRICS handlers use.
+
+The launcher decides *what* an agent gets (namespaces, binds, uid, cgroup, rlimits) and asks its zygote
+to fork it; the AgentProcess then controls the whole tree through the cgroup (or, without one, through
+the PID namespace and signals). Every reduction of isolation is reported in `isolation`, never hidden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import itertools
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from . import cgroups, seccomp_policy
+from . import syscalls as sc
+from .spec import SpawnError, SpawnSpec
+from .zygote import recv, send
+
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
+_DEFAULT_PRELOAD = ("json", "socket", "struct", "asyncio", "clove_gym.runtime.protocol", "clove_sdk")
+_UID_BASE = 1 << 30  # agents' uids: far above any real account; AGENT_GID = _UID_BASE is their shared group
+_EXIT_WAIT = 5.0
+_ZYGOTE_MAIN = "import sys; from clove_gym.runtime.sandbox.zygote import main; main(sys.argv[1:])"
+_launcher_ids = itertools.count()
+
+
+def _python_roots() -> list[str]:
+    """Directories an agent needs to run this interpreter and import clove_gym and clove_sdk."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    roots.update(p for p in sys.path[1:] if p and os.path.isdir(p))  # [0] is the launcher's script dir
+    runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    roots.add(os.path.dirname(runtime_dir))  # the folder holding every clove_gym.<folder> package
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec("clove_sdk")
+        if spec is not None and spec.submodule_search_locations:
+            roots.update(os.path.dirname(p) for p in spec.submodule_search_locations)
+    return sorted(roots)
+
+
+def _minimal(paths: list[str]) -> list[str]:
+    """Drop paths already covered by a listed ancestor (a nested bind would be redundant)."""
+    out: list[str] = []
+    for p in sorted({os.path.normpath(p) for p in paths}):
+        if not any(p == q or p.startswith(q.rstrip("/") + "/") for q in out):
+            out.append(p)
+    return out
+
+
+class AgentProcess:
+    """One running agent tree. `pid` is the host pid of its init (or of the agent when unsandboxed)."""
+
+    def __init__(
+        self,
+        launcher: Launcher,
+        spec: SpawnSpec,
+        pid: int,
+        pidfd: int,
+        group: cgroups.Cgroup | None,
+        isolation: dict[str, Any],
+    ) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.agent_id = spec.agent_id
+        self.name = spec.name
+        self.isolation = isolation
+        self._launcher = launcher
+        self._group = group
+        self._pid_ns = spec.sandboxed and isolation["namespaces"]["pid"]
+        self._status: int | None = None
+        self._paused = False
+        self._oom_kills = 0
+        self._ns_link = self._session = None
+        if group is None:  # remember how to find the tree without a cgroup
+            with contextlib.suppress(OSError):
+                self._ns_link = os.readlink(f"/proc/{pid}/ns/pid")
+                self._session = os.getsid(pid)
+
+    def fileno(self) -> int:
+        return self.pidfd
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _dead(self) -> bool:
+        return bool(select.select([self.pidfd], [], [], 0)[0])
+
+    def poll(self) -> int | None:
+        """Exit status (128+signo after a signal) once the agent has exited, else None. On the first
+        call after exit it also releases the cgroup, so a crash leaves nothing behind."""
+        if self._status is not None:
+            return self._status
+        status = self._launcher._statuses.pop(self.pid, None)
+        if status is None:
+            if not self._dead():
+                return None
+            status = self._launcher._wait_status(self.pid, _EXIT_WAIT)  # dead: the zygote reports in µs
+        self._finish(status)
+        return status
+
+    def _finish(self, status: int) -> None:
+        self._status = status
+        if self._group is not None:
+            self._oom_kills = self._group.oom_kills()
+            self._group.remove()
+        with contextlib.suppress(OSError):
+            os.close(self.pidfd)
+        self._launcher._agents.pop(self.pid, None)
+
+    def _tree(self) -> list[int]:
+        """Host pids of the tree when there is no cgroup: same PID namespace, or same session."""
+        if self._group is not None:
+            return self._group.pids()
+        out = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if self._pid_ns:
+                    if os.readlink(f"/proc/{entry}/ns/pid") == self._ns_link:
+                        out.append(int(entry))
+                elif os.getsid(int(entry)) == self._session:
+                    out.append(int(entry))
+        return out
+
+    def _signal_tree(self, signo: int) -> None:
+        for pid in self._tree():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signo)
+
+    def pause(self) -> None:
+        """Freeze the whole tree (freezer cgroup; SIGSTOP to every member without one)."""
+        if self._status is not None or self.poll() is not None:
+            raise ProcessLookupError(f"agent {self.agent_id} ({self.name}) has exited")
+        if self._group is not None:
+            self._group.freeze()
+        else:
+            self._signal_tree(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._status is not None:
+            raise ProcessLookupError(f"agent {self.agent_id} ({self.name}) has exited")
+        if self._group is not None:
+            self._group.thaw()
+        else:
+            self._signal_tree(signal.SIGCONT)
+        self._paused = False
+
+    def kill(self, timeout: float = 5.0) -> int:
+        """SIGTERM, then after `timeout` SIGKILL to the whole tree (at once when paused: a frozen agent
+        cannot handle SIGTERM). Returns the exit status once every resource is released."""
+        if self.poll() is not None:
+            return self._status  # type: ignore[return-value]
+        if timeout > 0 and not self._paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)  # init forwards it to the agent
+            select.select([self.pidfd], [], [], timeout)
+        if not self._dead():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # as pid 1, takes its whole namespace along
+            if self._group is not None:
+                self._group.kill_all()  # also thaws a frozen tree so the kill lands
+            else:
+                self._signal_tree(signal.SIGKILL)
+                self._signal_tree(signal.SIGCONT)
+        select.select([self.pidfd], [], [], _EXIT_WAIT)
+        status = self._launcher._statuses.pop(self.pid, None)
+        if status is None:
+            status = self._launcher._wait_status(self.pid, _EXIT_WAIT)
+        self._paused = False
+        self._finish(status)
+        return status
+
+    def metrics(self) -> dict[str, Any]:
+        """METRICS_CGROUP `metrics` object (spec §2.11); zeros when there is no cgroup or it is gone."""
+        if self._group is not None and self._status is None:
+            return self._group.metrics()
+        empty = cgroups.Cgroup(self._group.rel if self._group else "")
+        empty.mechanism = self.isolation["mechanism"]
+        m = empty._empty_metrics()
+        m["memory"]["oom_kills"] = self._oom_kills
+        return m
+
+    def oom_killed(self) -> bool:
+        if self._group is not None and self._status is None:
+            return self._group.oom_kills() > 0
+        return self._oom_kills > 0
+
+
+class Launcher:
+    """Starts sandboxed agents through a zygote and keeps track of them until `close()`."""
+
+    def __init__(
+        self, root_cgroup_name: str = "clove-gym", preload: tuple[str, ...] = _DEFAULT_PRELOAD
+    ) -> None:
+        if not root_cgroup_name or "/" in root_cgroup_name or root_cgroup_name.startswith("."):
+            raise ValueError(f"root_cgroup_name: expected a plain directory name, got {root_cgroup_name!r}")
+        self._root_name = root_cgroup_name
+        self._tag = f"{os.getpid()}-{next(_launcher_ids)}"
+        self._root = os.geteuid() == 0
+        self._v2 = cgroups.v2_mount()
+        mechanism = "cgroup2" if cgroups.v2_usable() else "cgroup1" if cgroups.v1_usable() else "rlimit"
+        self.capabilities: dict[str, Any] = {
+            "root": self._root,
+            "userns": self._root or self._probe_userns(),
+            "namespaces": True,
+            "cgroup2": mechanism == "cgroup2",
+            "cgroup1": cgroups.v1_usable(),
+            "rlimit": True,
+            "mechanism": mechanism,
+            "seccomp": seccomp_policy.available(),
+            "pidfd": hasattr(os, "pidfd_open"),
+        }
+        self.capabilities["namespaces"] = self._root or self.capabilities["userns"]
+        self._agents: dict[int, AgentProcess] = {}
+        self._statuses: dict[int, int] = {}
+        self._socket_modes: set[tuple[str, int]] = set()
+        self._newroot = tempfile.mkdtemp(prefix="clove-gym-root-")
+        self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE_MAIN, str(theirs.fileno()), *preload],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self._ready: dict[str, Any] | None = None
+        self._closed = False
+
+    @staticmethod
+    def _probe_userns() -> bool:
+        """Whether this (unprivileged) user may create user namespaces, tried in a throwaway process."""
+        flags = sc.CLONE_NEWUSER | sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWNET
+        code = f"import ctypes,sys; sys.exit(ctypes.CDLL(None).unshare({flags}) != 0)"
+        return subprocess.run([sys.executable, "-S", "-c", code], check=False).returncode == 0
+
+    # -- zygote messaging -------------------------------------------------------------------------
+    def _next_message(self, timeout: float) -> tuple[dict[str, Any], list[int]]:
+        if not select.select([self._control], [], [], timeout)[0]:
+            raise SpawnError(f"zygote did not answer within {timeout}s")
+        message, fds = recv(self._control)
+        if message is None:
+            raise SpawnError(f"zygote exited (status {self._zygote.poll()})")
+        if message["op"] == "exit":
+            self._statuses[message["pid"]] = message["status"]
+        elif message["op"] == "ready":
+            self._ready = message
+        return message, fds
+
+    def _wait_status(self, pid: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while pid not in self._statuses:
+            self._next_message(max(0.0, deadline - time.monotonic()))
+        return self._statuses.pop(pid)
+
+    def _drain(self) -> None:
+        while select.select([self._control], [], [], 0)[0]:
+            self._next_message(0)
+
+    # -- spawning ---------------------------------------------------------------------------------
+    def _python_agent(self, spec: SpawnSpec) -> bool:
+        argv = spec.argv
+        return (
+            spec.use_zygote
+            and len(argv) >= 2
+            and argv[0] in (sys.executable, os.path.realpath(sys.executable))
+            and not argv[1].startswith("-")
+        )
+
+    def _agent_ids(self, spec: SpawnSpec) -> tuple[int, int, list[int]] | None:
+        if not (self._root and spec.sandboxed):
+            return None
+        uid = _UID_BASE + ((os.getpid() & 0xFFF) << 16) + (spec.agent_id & 0xFFFF) + 1
+        return uid, uid, [_UID_BASE]
+
+    def _open_socket(self, path: str) -> None:
+        """Let agents' uids connect to the kernel socket: group AGENT_GID, mode 0660 (only sandboxes that
+        bind it can reach it, and the kernel still authenticates every connection)."""
+        st = os.stat(path)
+        if (path, st.st_ino) in self._socket_modes:
+            return
+        os.chown(path, -1, _UID_BASE)
+        os.chmod(path, 0o660)
+        self._socket_modes.add((path, st.st_ino))
+
+    def _binds(self, spec: SpawnSpec, python: bool) -> list[tuple[str, bool]]:
+        extra = [*_SYSTEM_DIRS, *_python_roots(), *spec.ro_paths]
+        extra += [p for p in spec.env.get("PYTHONPATH", "").split(os.pathsep) if p.startswith("/")]
+        if python:
+            extra.append(os.path.dirname(os.path.abspath(spec.argv[1])))
+        elif spec.argv[0].startswith("/"):
+            extra.append(os.path.dirname(spec.argv[0]))
+        if spec.cwd:
+            extra.append(spec.cwd)
+        binds = [(p, False) for p in _minimal([p for p in extra if os.path.lexists(p)])]
+        binds += [(p, True) for p in spec.rw_paths if os.path.exists(p)]
+        if spec.socket_path:
+            binds.append((spec.socket_path, True))
+        return binds
+
+    def spawn(self, spec: SpawnSpec) -> AgentProcess:
+        """Start one agent; returns once it is running. Raises SpawnError naming what failed."""
+        if self._closed:
+            raise SpawnError("launcher is closed")
+        if not isinstance(spec, SpawnSpec):
+            raise SpawnError(f"spawn: expected a SpawnSpec, got {type(spec).__name__}")
+        if spec.socket_path and not os.path.exists(spec.socket_path):
+            raise SpawnError(f"socket_path {spec.socket_path!r} does not exist")
+        if spec.cwd and not os.path.isdir(spec.cwd):
+            raise SpawnError(f"cwd {spec.cwd!r} is not a directory")
+        python = self._python_agent(spec)
+        reasons: list[str] = []
+        mechanism = self.capabilities["mechanism"]
+        group: cgroups.Cgroup | None = None
+        applied = {"memory_limit": False, "cpu_quota": False, "pids_limit": False}
+        if mechanism != "rlimit":
+            rel = f"{self._root_name}/{self._tag}/{spec.name}_{spec.agent_id}"
+            group = cgroups.CgroupV2(rel, self._v2 or "") if mechanism == "cgroup2" else cgroups.CgroupV1(rel)
+            try:
+                applied = group.create(spec.limits)
+            except OSError as exc:
+                group.remove(timeout=0)
+                group = None
+                mechanism = "rlimit"
+                reasons.append(f"cgroup setup failed ({exc}); limits fall back to rlimits")
+        else:
+            reasons.append("no writable cgroup hierarchy; limits fall back to rlimits")
+        ids = self._agent_ids(spec)
+        rlimits = {"RLIMIT_CORE": 0}
+        if group is None:
+            rlimits["RLIMIT_AS"] = spec.limits.memory
+            applied["memory_limit"] = True
+            if ids is not None:  # RLIMIT_NPROC counts per uid: meaningful only with the agent's own uid
+                rlimits["RLIMIT_NPROC"] = spec.limits.max_pids
+                applied["pids_limit"] = True
+        seccomp_on = (
+            spec.sandboxed
+            and self.capabilities["seccomp"]
+            and bool(self._ready is None or self._ready["seccomp"])
+        )
+        namespaces_ok = self.capabilities["namespaces"]
+        userns = spec.sandboxed and not self._root and namespaces_ok
+        if spec.sandboxed and not namespaces_ok:
+            reasons.append("namespaces unavailable (not root, user namespaces not allowed)")
+        if spec.sandboxed and ids is None and self._root is False:
+            reasons.append(
+                "not root: the agent keeps the launcher's uid (mapped as root of its user namespace)"
+            )
+        if spec.sandboxed and not self.capabilities["seccomp"]:
+            reasons.append("libseccomp unavailable: no syscall filter")
+        if ids is not None and spec.socket_path:
+            try:
+                self._open_socket(spec.socket_path)
+            except OSError as exc:
+                raise SpawnError(
+                    f"socket_path {spec.socket_path!r}: cannot grant agents access ({exc})"
+                ) from exc
+        sandboxed = spec.sandboxed and namespaces_ok
+        plan = {
+            "agent_id": spec.agent_id,
+            "argv": spec.argv,
+            "env": spec.env,
+            "cwd": spec.cwd or ("/tmp" if sandboxed else os.getcwd()),
+            "sandboxed": sandboxed,
+            "network": spec.network or not namespaces_ok,
+            "userns": userns,
+            "python": python,
+            "seccomp": seccomp_on,
+            "cgroup_procs": group.procs_files if group else [],
+            "cgroup": group.describe() if group else None,
+            "rlimits": rlimits,
+            "uid": ids[0] if ids else None,
+            "gid": ids[1] if ids else None,
+            "groups": ids[2] if ids else [],
+            "newroot": self._newroot,
+            "binds": self._binds(spec, python) if sandboxed else [],
+            "tmp_bytes": min(spec.limits.memory, 256 << 20),
+            "hostname": f"clove-{spec.name}_{spec.agent_id}"[:64],
+        }
+        stdout = spec.stdout_fd if spec.stdout_fd is not None else sys.stdout.fileno()
+        stderr = spec.stderr_fd if spec.stderr_fd is not None else sys.stderr.fileno()
+        try:
+            send(self._control, {"op": "spawn", "plan": plan}, [stdout, stderr])
+            while True:
+                message, fds = self._next_message(30.0)
+                if message["op"] in ("spawned", "error"):
+                    break
+        except (SpawnError, OSError) as exc:
+            if group is not None:
+                group.remove()
+            raise SpawnError(f"spawn of {spec.name!r}: {exc}") from exc
+        if message["op"] == "error":
+            if group is not None:
+                group.remove()
+            raise SpawnError(f"spawn of {spec.name!r} failed: {message['error']}")
+        namespaces = {k: sandboxed for k in ("pid", "mnt", "uts", "ipc")}
+        namespaces["net"] = not plan["network"]
+        namespaces["user"] = userns
+        limit_mechanism = {
+            "memory": mechanism if applied["memory_limit"] else None,
+            "max_pids": mechanism if applied["pids_limit"] else None,
+            "cpu_quota": mechanism if applied["cpu_quota"] else None,
+        }
+        fully = sandboxed and all(applied.values()) and seccomp_on and group is not None
+        if not spec.sandboxed:
+            reasons.append("sandboxed=false requested")
+        isolation: dict[str, Any] = {
+            "fully_isolated": fully,
+            "namespaces": namespaces,
+            "cgroups": {"available": group is not None, **applied},
+            "mechanism": mechanism,
+            "limits": limit_mechanism,
+            "seccomp": seccomp_on,
+            "uid": plan["uid"],
+            "zygote": python,
+        }
+        if group is not None:
+            isolation["cgroup_path"] = group.rel
+        if reasons and not fully:
+            isolation["degraded_reason"] = "; ".join(reasons)
+        agent = AgentProcess(self, spec, message["pid"], fds[0], group, isolation)
+        self._agents[agent.pid] = agent
+        return agent
+
+    def close(self) -> None:
+        """Kill and reap every agent this launcher started, stop the zygote, remove cgroups and temp dirs."""
+        if self._closed:
+            return
+        self._closed = True
+        agents = list(self._agents.values())
+        for agent in agents:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(agent.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        for agent in agents:
+            with contextlib.suppress(SpawnError, OSError):
+                agent.kill(timeout=max(0.0, deadline - time.monotonic()))
+        self._control.close()
+        try:
+            self._zygote.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._zygote.kill()
+            self._zygote.wait()
+        if self.capabilities["mechanism"] == "cgroup1":
+            parents = [
+                os.path.join(cgroups.CGROUP_ROOT, c, self._root_name, self._tag)
+                for c in cgroups.V1_CONTROLLERS
+            ]
+        elif self._v2:
+            parents = [os.path.join(self._v2, self._root_name, self._tag)]
+        else:
+            parents = []
+        for d in parents:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._newroot)
+
+    def __enter__(self) -> Launcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
