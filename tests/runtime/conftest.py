@@ -82,3 +82,9 @@ def connect(kernel: Kernel) -> Iterator[Any]:
     yield make
     for c in clients:
         c.close()
+
+
+@pytest.fixture
+def raw_client() -> type[Raw]:
+    """The Raw client class, for tests that run their own kernel."""
+    return Raw

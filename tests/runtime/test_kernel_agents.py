@@ -1,0 +1,124 @@
+"""SPAWN / LIST / PAUSE / RESUME / KILL with real child processes written against the Clove SDK API."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+
+import psutil
+import pytest
+from clove_gym.runtime.kernel import Kernel
+from clove_gym.runtime.protocol import Op
+
+WORKER = textwrap.dedent("""
+    import os, sys, time
+    from clove_sdk import CloveClient
+    client = CloveClient()
+    assert client.connect(), "cannot connect"
+    client.register_name(os.environ["CLOVE_AGENT_NAME"])
+    client.store("pid:" + os.environ["CLOVE_AGENT_NAME"], {"pid": os.getpid(), "argv1": sys.argv[1],
+                 "id": client.agent_id}, "global")
+    mode = os.environ.get("WORKER_MODE", "")
+    while True:
+        msgs = client.recv_messages(10)["messages"]
+        for m in msgs:
+            if m["message"] == "crash":
+                os._exit(3)
+            if m["message"] == "quit":
+                sys.exit(0)
+            client.send_message({"echo": m["message"]}, to=m["from"])
+        time.sleep(0.01)
+""")
+
+
+@pytest.fixture
+def worker(tmp_path):
+    path = tmp_path / "worker.py"
+    path.write_text(WORKER)
+    return str(path)
+
+
+def _wait(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def _registered(c, key):
+    r = c.call(Op.FETCH, {"key": key})
+    return r["value"] if r["exists"] else None
+
+
+def test_spawn_identity_ipc_pause_resume_kill(connect, kernel, worker):
+    c = connect()
+    c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_SPAWNED", "AGENT_EXITED", "AGENT_PAUSED", "AGENT_RESUMED"]})
+    spawned = c.call(Op.SPAWN, {"name": "w1", "script": worker, "sandboxed": False})
+    assert spawned["success"] and spawned["status"] == "running" and spawned["name"] == "w1"
+    assert set(spawned) >= {"id", "name", "pid", "status", "restart_policy", "isolation"}  # C7
+    info = _wait(lambda: _registered(c, "pid:w1"))
+    assert info["id"] == spawned["id"]  # C13: the child's connection has the SPAWN id
+    assert info["pid"] == spawned["pid"] and info["argv1"] == kernel.socket_path  # C5
+    assert c.call(Op.SPAWN, {"name": "w1", "script": worker})["success"] is False  # names are unique
+    assert c.call(Op.LIST, b"") == [
+        {"id": spawned["id"], "name": "w1", "pid": spawned["pid"], "state": "RUNNING", "running": True}
+    ]
+    c.call(Op.SEND, {"to": spawned["id"], "message": "ping"})
+    reply = _wait(lambda: c.call(Op.RECV, {})["messages"])
+    assert reply[0]["message"] == {"echo": "ping"} and reply[0]["from"] == spawned["id"]
+    assert c.call(Op.PAUSE, {"name": "w1"}) == {"success": True, "paused": True, "agent_id": spawned["id"]}
+    _wait(lambda: psutil.Process(spawned["pid"]).status() == psutil.STATUS_STOPPED)
+    assert c.call(Op.PAUSE, {"name": "w1"})["success"] is False
+    assert c.call(Op.RESUME, {"id": spawned["id"]})["resumed"] is True
+    c.call(Op.PAUSE, {"name": "w1"})
+    killed = c.call(Op.KILL, {"name": "w1"})  # a paused agent is killed too
+    assert killed["killed"] is True and killed["agent_id"] == spawned["id"]
+    assert (
+        not psutil.pid_exists(spawned["pid"])
+        or psutil.Process(spawned["pid"]).status() == psutil.STATUS_ZOMBIE
+    )
+    assert c.call(Op.LIST, b"") == []
+    types = [e["type"] for e in c.call(Op.POLL_EVENTS, {})["events"]]
+    assert types == ["AGENT_SPAWNED", "AGENT_PAUSED", "AGENT_RESUMED", "AGENT_PAUSED", "AGENT_EXITED"]
+    assert c.call(Op.KILL, {"name": "w1"})["killed"] is False
+
+
+def test_agent_crash_is_reported_with_exit_code(connect, worker):
+    c = connect()
+    c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED"]})
+    spawned = c.call(Op.SPAWN, {"name": "crashy", "script": worker})
+    _wait(lambda: _registered(c, "pid:crashy"))
+    c.call(Op.SEND, {"to_name": "crashy", "message": "crash"})
+    event = _wait(lambda: c.call(Op.POLL_EVENTS, {})["events"])[0]
+    assert event["data"] == {"agent_id": spawned["id"], "name": "crashy", "exit_code": 3, "reason": "failed"}
+    assert c.call(Op.LIST, b"") == []
+
+
+def test_spawn_bad_requests(connect):
+    c = connect()
+    assert c.call(Op.SPAWN, {"name": "x"}) == {"success": False, "error": "script path required"}
+    assert "must be" in c.call(Op.SPAWN, {"script": "a.py", "limits": 5})["error"]
+    assert c.call(Op.SPAWN, b"{oops")["success"] is False
+    assert c.call(Op.KILL, {"id": 12345}) == {
+        "killed": False,
+        "agent_id": 12345,
+        "success": False,
+        "error": "agent not found",
+    }
+
+
+def test_stop_kills_every_agent(tmp_path, worker, raw_client):
+    k = Kernel(str(tmp_path / "k.sock")).start()
+    c = raw_client(k.socket_path)
+    pids = [c.call(Op.SPAWN, {"name": f"s{i}", "script": worker})["pid"] for i in range(3)]
+    for i in range(3):
+        _wait(lambda i=i: _registered(c, f"pid:s{i}"))
+    c.close()
+    k.stop()
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not os.path.exists(k.socket_path)
