@@ -414,3 +414,40 @@ def test_not_connected_client(server):
     assert kernel.hello()["success"]
     kernel.close()
     kernel.close()  # idempotent
+
+
+# ---- against the real kernel ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    from clove_gym.runtime.kernel import Kernel
+
+    with Kernel() as k:
+        yield k
+
+
+def test_against_the_kernel(kernel, tmp_path):
+    worker = Path(__file__).resolve().parent / "clove_programs" / "pong_worker.py"
+    with Client(kernel.socket_path) as k:
+        assert k.echo("x") == "x" and k.agent_id > 0
+        spawned = k.spawn("client-w", str(worker), sandboxed=False)
+        assert spawned["success"] and spawned["status"] == "running"
+        assert [a["name"] for a in k.list_agents()] == ["client-w"]
+        metrics = k.get_agent_metrics(spawned["id"])["metrics"]
+        assert metrics["pid"] == spawned["pid"] and metrics["process"]["pid"] == spawned["pid"]
+        assert k.kill(agent_id=spawned["id"]) is True
+        assert k.list_agents() == []
+        assert k.store("client:k", {"a": 1}, scope="agent") == {"success": True, "key": "client:k"}
+        assert k.fetch("client:k") == {"success": True, "exists": True, "value": {"a": 1}, "scope": "agent"}
+        think = k.think("hi", max_tokens=5)
+        assert think["success"] is False and think["error"]  # no LLM configured: an answer, not a hang
+        assert k.exec("printf ok")["stdout"] == "ok"
+
+
+def test_timeout_against_the_kernel_keeps_the_connection(kernel):
+    with Client(kernel.socket_path) as k:
+        with pytest.raises(KernelTimeout, match="EXEC: no reply within 0.2 s"):
+            k.exec("sleep 0.6", call_timeout=0.2)
+        assert k.echo("next") == "next"  # waits behind the EXEC (FIFO), then gets its own reply
+        assert k.exec("echo done")["stdout"].strip() == "done"
