@@ -61,7 +61,7 @@ class LLMService:
         self.base_url = base_url
         self.model = model
         self.timeout_s = timeout_s
-        self.scheduler = scheduler or Scheduler()
+        self.scheduler = scheduler if scheduler is not None else Scheduler()  # an empty one is falsy
         self.quotas: dict[int, Quota] = {}
         self._fake: FakeGemini | None = None
         self._cond = threading.Condition()
@@ -69,10 +69,9 @@ class LLMService:
         self._threads: list[threading.Thread] = []
         if self.api_key or self.base_url:
             http = types.HttpOptions(base_url=base_url, timeout=max(1, round(timeout_s * 1000)))
+            # One client for all workers: its httpx pool is thread-safe and a client costs ~90 ms to build.
+            client = genai.Client(api_key=self.api_key or _PLACEHOLDER_KEY, vertexai=False, http_options=http)
             for n in range(workers):
-                client = genai.Client(
-                    api_key=self.api_key or _PLACEHOLDER_KEY, vertexai=False, http_options=http
-                )
                 thread = threading.Thread(
                     target=self._work, args=(client,), name=f"llm-worker-{n}", daemon=True
                 )
