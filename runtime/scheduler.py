@@ -220,6 +220,22 @@ class Scheduler:
                 return agent.agent_id, item
             self._advance()
 
+    def next_eligible_ns(self, now_ns: int) -> int | None:
+        """Earliest time >= `now_ns` at which some queued head passes its token bucket (None: nothing
+        queued). A pure query, so a caller can sleep until then instead of polling; no decision changes."""
+        best: int | None = None
+        for agent in self._ring:
+            if not agent.queue:
+                continue
+            if agent.rate_mt == 0 or agent.time_ns is None:
+                return now_ns
+            base = max(now_ns, agent.time_ns)
+            level = min(agent.cap, agent.level + agent.rate_mt * (base - agent.time_ns))
+            need = agent.queue[0][1] * PICO - level
+            at = base if need <= 0 else base + -(-need // agent.rate_mt)
+            best = at if best is None else min(best, at)
+        return best
+
     def pending(self, agent_id: int | None = None) -> int:
         """Items queued for one agent, or for all agents when `agent_id` is None."""
         if agent_id is None:

@@ -25,7 +25,6 @@ from google.genai import types
 log = logging.getLogger(__name__)
 
 Done = Callable[[dict[str, Any]], None]
-_THROTTLE_POLL_S = 0.005  # re-check rate-limited queues this often (only while some are waiting)
 _PLACEHOLDER_KEY = "no-key"  # the SDK insists on a key; a base_url endpoint (the fake) ignores it
 
 
@@ -176,11 +175,13 @@ class LLMService:
                 while True:
                     if self._closed:
                         return
-                    picked = self.scheduler.dispatch(time.monotonic_ns())
+                    now = time.monotonic_ns()
+                    picked = self.scheduler.dispatch(now)
                     if picked is not None:
                         break
-                    # Nothing eligible: sleep until a submit, or poll while rate-limited work waits.
-                    self._cond.wait(_THROTTLE_POLL_S if len(self.scheduler) else None)
+                    # Nothing eligible: sleep until a submit, or until rate-limited work gets its token.
+                    at = self.scheduler.next_eligible_ns(now)
+                    self._cond.wait(None if at is None else (at - now) / 1e9 + 0.0005)
                 agent_id, job = picked
                 quota = self.quotas.get(agent_id)
                 if quota is not None and not quota.allows():

@@ -256,3 +256,32 @@ def test_invariants_hold_for_random_operation_mixes(seed: int) -> None:
     # Unthrottled agents with work are always served (nothing is stranded).
     if not any(rates) and len(sched):
         assert sched.dispatch(now) is not None
+
+
+def test_next_eligible_ns_is_exactly_when_dispatch_succeeds_again() -> None:
+    sched = Scheduler()
+    sched.add_agent(1, rate_per_s=3.0, burst=1)
+    sched.add_agent(2, rate_per_s=0.7, burst=2)
+    assert sched.next_eligible_ns(0) is None
+    for n in range(4):
+        sched.enqueue(1, n)
+        sched.enqueue(2, n, cost=2)
+    now = 10
+    assert sched.next_eligible_ns(now) == now  # buckets start full
+    served = 0
+    while served < 8:
+        while sched.dispatch(now) is not None:
+            served += 1
+        if served == 8:
+            break
+        at = sched.next_eligible_ns(now)
+        assert at > now and sched.dispatch(at - 1) is None
+        now = at
+    assert sched.next_eligible_ns(now) is None
+
+
+def test_next_eligible_ns_is_now_for_unlimited_work() -> None:
+    sched = Scheduler()
+    sched.add_agent(1)
+    sched.enqueue(1, "x")
+    assert sched.next_eligible_ns(123) == 123
