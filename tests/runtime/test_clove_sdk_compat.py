@@ -26,9 +26,12 @@ import clove_sdk  # noqa: E402
 from clove_sdk import CloveClient, Message, SyscallOp  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    with Kernel() as k:
+@pytest.fixture(scope="module", params=["c-dataplane", "python-dataplane"])
+def kernel(request):
+    """The kernel with its C data plane and with the pure-Python twin: SDK programs must not tell them apart."""
+    with Kernel(use_native=request.param == "c-dataplane") as k:
+        if request.param == "c-dataplane" and not k.native:
+            pytest.skip("the C extension is not built: only the Python data plane can run")
         yield k
 
 
