@@ -1,0 +1,78 @@
+"""A minimal blocking Clove-frame connection for load generators and fault tests.
+
+Deliberately not the SDK client: it sends pre-encoded (pipelined) frames and reads replies in bulk, so the
+Python on the client side costs little per frame and the kernel is what gets measured.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from clove_gym.runtime.protocol import HEADER, HEADER_SIZE, MAGIC
+
+
+class WireError(RuntimeError):
+    """The peer closed the connection or sent something that is not a Clove frame."""
+
+
+class FrameConn:
+    """One Unix-socket connection speaking Clove frames."""
+
+    def __init__(self, path: str, timeout: float | None = 30.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self._buf = bytearray()
+        self.agent_id = 0  # learnt from the first reply header
+
+    def __enter__(self) -> FrameConn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, need: int) -> None:
+        while len(self._buf) < need:
+            chunk = self.sock.recv(max(262144, need - len(self._buf)))
+            if not chunk:
+                raise WireError(f"connection closed by the kernel ({len(self._buf)} of {need} bytes read)")
+            self._buf += chunk
+
+    def read_frame(self) -> tuple[int, bytes]:
+        """The next reply as (opcode, payload)."""
+        self._fill(HEADER_SIZE)
+        magic, agent_id, opcode, size = HEADER.unpack_from(self._buf, 0)
+        if magic != MAGIC:
+            raise WireError(f"bad magic 0x{magic:08X} in a reply")
+        self._fill(HEADER_SIZE + size)
+        payload = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + size])
+        del self._buf[: HEADER_SIZE + size]
+        self.agent_id = agent_id
+        return opcode, payload
+
+    def read_frames(self, n: int) -> list[bytes]:
+        """The payloads of the next `n` replies."""
+        return [self.read_frame()[1] for _ in range(n)]
+
+    def call(self, frame: bytes) -> tuple[int, bytes]:
+        """Send one frame and read its reply."""
+        self.send(frame)
+        return self.read_frame()
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """Whether the kernel closes this connection (EOF or reset) within `timeout`, ignoring replies."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+        return True
