@@ -144,6 +144,8 @@ class ManagedAgent:
     created: float = field(default_factory=time.monotonic)
     sandboxed: bool = False
     watch_fd: int = -1  # the pidfd registered with the kernel's selector
+    launch: Any = None  # starts a new incarnation (same id, same config) for restarts
+    restarts: int = 0
 
     def entry(self) -> dict[str, Any]:
         return {

@@ -45,6 +45,7 @@ from clove_gym.runtime.protocol import (
     Op,
 )
 from clove_gym.runtime.recording import Recorder, Replayer
+from clove_gym.runtime.supervisor import Supervisor
 from clove_gym.runtime.syscalls import SyscallHandlers
 from clove_gym.runtime.trace.format import EVENT_CODES
 
@@ -166,6 +167,7 @@ class Kernel(SyscallHandlers):
         self._by_id: dict[int, Connection] = {}
         self._perms: dict[int, Permissions] = {}
         self.agents: dict[int, ManagedAgent] = {}
+        self.supervisor = Supervisor()
         self._unbound_pids: dict[int, int] = {}  # pid of a spawned agent -> its id, until it connects
         self._next_id = 1
         self._request_counter = 0
@@ -262,9 +264,12 @@ class Kernel(SyscallHandlers):
     def _stop_agents(self) -> None:
         """Ordered shutdown: every agent gets SIGTERM at once, SIGKILL after the grace period."""
         procs = []
+        for agent_id in self.supervisor.shutdown_order():
+            self.supervisor.cancel(agent_id)
         for agent in list(self.agents.values()):
             self._unwatch(agent)
-            procs.append(agent.proc)
+            if agent.state != "RESTARTING":
+                procs.append(agent.proc)
         self.agents.clear()
         if procs:
             with ThreadPoolExecutor(max_workers=min(len(procs), 32)) as pool:
@@ -287,6 +292,8 @@ class Kernel(SyscallHandlers):
     def _tick(self) -> None:
         if self.trace is not None:
             self.trace.flush()
+        for agent_id in self.supervisor.due(time.monotonic()):
+            self._restart(agent_id)
         if self.replayer.state == "running":
             self.replayer.step(self._execute_virtual)
 

@@ -29,6 +29,7 @@ from clove_gym.runtime.hostcalls import BadRequest, field
 from clove_gym.runtime.permissions import LEVELS, Permissions
 from clove_gym.runtime.protocol import Op, opcode_name
 from clove_gym.runtime.recording import Replayer
+from clove_gym.runtime.supervisor import Escalate, Restart, RestartConfig
 
 if TYPE_CHECKING:
     from clove_gym.runtime.kernel import Connection, Kernel
@@ -398,8 +399,11 @@ class SyscallHandlers:
             return _fail(str(exc))
         if not script:
             return _fail("script path required")
-        if max_restarts < 0 or window < 0:
-            return _fail("invalid request: 'max_restarts' and 'restart_window' must be >= 0")
+        try:
+            restart = RestartConfig(policy=RESTART_POLICIES.get(policy, "never"), max_restarts=max_restarts,
+                                    restart_window=window)
+        except ValueError as exc:
+            return _fail(f"invalid request: {exc}")
         if conn is None:
             return _fail("not replayable")
         if name and any(a.name == name for a in self.agents.values()):
@@ -425,7 +429,9 @@ class SyscallHandlers:
                 request=req,
                 sandboxed=bool(proc.isolation.get("fully_isolated")),
             )
+            agent.launch = launch
             self.agents[agent_id] = agent
+            self.supervisor.started(agent_id, restart, time.monotonic())
             self._unbound_pids[proc.pid] = agent_id
             self.dp.add_agent(agent_id)
             self._perms.setdefault(agent_id, Permissions())
@@ -495,6 +501,10 @@ class SyscallHandlers:
             }
         if conn is None:
             return _fail("not replayable")
+        self.supervisor.cancel(agent.id)  # killed agents are never restarted
+        if agent.state == "RESTARTING":  # waiting in its backoff: nothing runs
+            self._forget_agent(agent)
+            return {"killed": True, "agent_id": agent.id, "success": True, "exit_code": None}
         self._unwatch(agent)
         agent.state = "STOPPING"
 
@@ -520,17 +530,55 @@ class SyscallHandlers:
         if status is None:  # not reaped yet: look again shortly
             self.call_soon(lambda: self._on_agent_exit(agent) if agent.id in self.agents else None)
             return
-        self._forget_agent(agent)
-        data = {
-            "agent_id": agent.id,
-            "name": agent.name,
-            "exit_code": status,
-            "reason": "exited" if status == 0 else "failed",
-        }
+        self._unbound_pids.pop(agent.proc.pid, None)
+        data = {"agent_id": agent.id, "name": agent.name, "exit_code": status,
+                "reason": "exited" if status == 0 else "failed"}
         self.emit("AGENT_EXITED", data)
-        self.audit.log(
-            "AGENT_LIFECYCLE", "AGENT_EXITED", agent.id, data, success=status == 0, agent_name=agent.name
-        )
+        self.audit.log("AGENT_LIFECYCLE", "AGENT_EXITED", agent.id, data, success=status == 0,
+                       agent_name=agent.name)
+        self._supervise(agent, status)
+
+    def _supervise(self: Kernel, agent: ManagedAgent, status: int) -> None:
+        """Act on the supervisor's decision after an agent's death (issue 3 semantics)."""
+        decision = self.supervisor.exited(agent.id, status, time.monotonic())
+        if isinstance(decision, Restart):
+            agent.state = "RESTARTING"
+            data = {"agent_id": agent.id, "agent_name": agent.name, "restart_count": decision.attempt,
+                    "exit_code": status, "delay_ms": int(decision.delay * 1000)}
+            self.emit("AGENT_RESTARTING", data)
+            self.audit.log("AGENT_LIFECYCLE", "AGENT_RESTARTING", agent.id, data, agent_name=agent.name)
+            return
+        if isinstance(decision, Escalate):
+            data = {"agent_id": agent.id, "agent_name": agent.name, "restart_count": decision.restarts_in_window,
+                    "exit_code": status}
+            self.emit("AGENT_ESCALATED", data)
+            self.audit.log("AGENT_LIFECYCLE", "AGENT_ESCALATED", agent.id, data, success=False,
+                           agent_name=agent.name)
+        self._forget_agent(agent)
+
+    def _restart(self: Kernel, agent_id: int) -> None:
+        """Start a new incarnation of a supervised agent: same id, name and config."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state != "RESTARTING":
+            return
+        agent.state = "STARTING"
+
+        def started(proc: Any) -> None:
+            if agent.state != "STARTING":  # killed meanwhile
+                if not isinstance(proc, Exception):
+                    self._pool.submit(proc.kill, 1.0)
+                return
+            if isinstance(proc, Exception):
+                self._supervise(agent, 127)
+                return
+            agent.proc = proc
+            agent.state = "RUNNING"
+            agent.restarts += 1
+            self._unbound_pids[proc.pid] = agent.id
+            self.supervisor.started(agent.id, RestartConfig(), time.monotonic())
+            self._watch(agent, self._on_agent_exit)
+
+        self.defer(None, Op.SPAWN, b"", agent.launch, started)
 
     def _list(self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None) -> bytes:
         return json.dumps([a.entry() for a in self.agents.values()]).encode()

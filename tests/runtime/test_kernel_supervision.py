@@ -1,0 +1,83 @@
+"""Restart policies through the kernel: on-failure restarts keep the agent's id, then escalate."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+from clove_gym.runtime.kernel import Kernel
+from clove_gym.runtime.protocol import Op
+
+CRASHER = textwrap.dedent("""
+    import os
+    from clove_sdk import CloveClient
+    c = CloveClient()
+    c.connect()
+    n = c.fetch("runs")["value"] or 0
+    c.store("runs", n + 1)
+    c.store("ids", (c.fetch("ids")["value"] or []) + [c.agent_id])
+    os._exit(3)
+""")
+
+
+def _events(c, want: int, timeout: float = 20.0) -> list[dict]:
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += c.call(Op.POLL_EVENTS, {"max": 50})["events"]
+        time.sleep(0.05)
+    return got
+
+
+def test_on_failure_restarts_with_same_id_then_escalates(tmp_path, raw_client):
+    script = tmp_path / "crasher.py"
+    script.write_text(CRASHER)
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        c = raw_client(k.socket_path)
+        c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_RESTARTING", "AGENT_ESCALATED"]})
+        spawned = c.call(
+            Op.SPAWN,
+            {
+                "name": "crasher",
+                "script": str(script),
+                "restart_policy": "on-failure",
+                "max_restarts": 2,
+                "restart_window": 60,
+            },
+        )
+        events = _events(c, 3)
+        types = [e["type"] for e in events]
+        assert types == ["AGENT_RESTARTING", "AGENT_RESTARTING", "AGENT_ESCALATED"], events
+        assert [e["data"]["restart_count"] for e in events[:2]] == [1, 2]
+        assert all(e["data"]["exit_code"] == 3 for e in events)
+        assert events[1]["data"]["delay_ms"] > events[0]["data"]["delay_ms"]  # exponential backoff
+        assert c.call(Op.FETCH, {"key": "runs"})["value"] == 3
+        assert c.call(Op.FETCH, {"key": "ids"})["value"] == [spawned["id"]] * 3  # one id across restarts
+        time.sleep(0.3)
+        assert c.call(Op.LIST, b"") == []  # escalated: gone, no restart loop
+        c.close()
+
+
+def test_clean_exit_is_not_restarted_under_on_failure_and_kill_cancels_backoff(tmp_path, raw_client):
+    ok = tmp_path / "ok.py"
+    ok.write_text("import sys; sys.exit(0)\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sys; sys.exit(1)\n")
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        c = raw_client(k.socket_path)
+        c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED", "AGENT_RESTARTING"]})
+        c.call(Op.SPAWN, {"name": "ok", "script": str(ok), "restart_policy": "on-failure"})
+        exited = _events(c, 1)
+        assert [e["type"] for e in exited] == ["AGENT_EXITED"] and exited[0]["data"]["exit_code"] == 0
+        time.sleep(0.3)
+        assert c.call(Op.POLL_EVENTS, {})["count"] == 0
+        c.call(Op.SPAWN, {"name": "bad", "script": str(bad), "restart_policy": "always"})
+        assert [e["type"] for e in _events(c, 2)] == ["AGENT_EXITED", "AGENT_RESTARTING"]
+        assert c.call(Op.LIST, b"")[0]["state"] == "RESTARTING"
+        assert c.call(Op.KILL, {"name": "bad"})["killed"] is True  # cancels the pending restart
+        time.sleep(1.5)
+        assert c.call(Op.LIST, b"") == []
+        assert (
+            c.call(Op.SPAWN, {"script": str(ok), "restart_policy": "sometimes"})["restart_policy"] == "never"
+        )
+        c.close()
