@@ -138,7 +138,7 @@ static int limit_exceeded(const size_limit *lim, uint64_t size) { /* 1, 0, or -1
 /* What the twin does when `pos` is not a C-sized int (or `buf` not a buffer): it only fails if the loop
  * condition `len(buf) - pos >= 17` holds, else it returns ([], pos, SPLIT_OK). The pending exception is
  * kept in that case; returns 1 to raise it, 0 when the empty result applies, -1 on a new error. */
-static int loop_would_run(PyObject *buf, PyObject *pos) {
+int clv_loop_would_run(PyObject *buf, PyObject *pos) {
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
     Py_ssize_t n = PyObject_Size(buf);
@@ -176,7 +176,7 @@ static PyObject *split_frames(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_buffer view = {0};
     Py_ssize_t pos = PyNumber_AsSsize_t(pos_obj, PyExc_OverflowError);
     if (pos == -1 && PyErr_Occurred()) {
-        int r = loop_would_run(a[0], pos_obj);
+        int r = clv_loop_would_run(a[0], pos_obj);
         if (r == 0) result = empty_result(pos_obj);
         goto done;
     }

@@ -200,8 +200,8 @@ static int str_field(const clv_jfield *f, const char **p, size_t *n, const clv_j
     *n = 0;
     if (f->type == JT_ABSENT || f->type == JT_NULL) return 0;
     if (f->type != JT_STR) return 1;
-    *p = req->text.data + f->off;
-    *n = f->len;
+    *p = req->text.data + f->off + 1; /* the text between the quotes */
+    *n = f->len - 2;
     return 0;
 }
 
@@ -431,9 +431,11 @@ static int op_store(DataPlane *self, int64_t aid, const clv_jreq *req, int64_t n
     if (n == 0) return error_resp(out, "key is required", NULL, 0);
     int scope = SCOPE_GLOBAL;
     const clv_jfield *sf = &req->f[F_SCOPE];
-    if (sf->type == JT_STR) {
+    const char *sp;
+    size_t sn;
+    if (sf->type == JT_STR && str_field(sf, &sp, &sn, req) == 0) {
         for (int i = 0; i < 3; i++) {
-            if (strlen(SCOPES[i]) == sf->len && memcmp(req->text.data + sf->off, SCOPES[i], sf->len) == 0) scope = i;
+            if (strlen(SCOPES[i]) == sn && memcmp(sp, SCOPES[i], sn) == 0) scope = i;
         }
     }
     const clv_jfield *ttl = &req->f[F_TTL];
@@ -657,7 +659,10 @@ static PyObject *DataPlane_process(DataPlane *self, PyObject *const *args, Py_ss
     Py_ssize_t pos = 0;
     if (a[2]) {
         pos = PyNumber_AsSsize_t(a[2], PyExc_OverflowError);
-        if (pos == -1 && PyErr_Occurred()) return NULL;
+        if (pos == -1 && PyErr_Occurred()) {
+            if (clv_loop_would_run(a[1], a[2]) != 0) return NULL;
+            return Py_BuildValue("(yOi)", "", a[2], CLV_SPLIT_OK);
+        }
     }
     if ((a[3] && as_i64(a[3], "now_ns", &now_ns) < 0) || (a[4] && as_i64(a[4], "recv_ns", &recv_ns) < 0)) return NULL;
     Py_buffer view;

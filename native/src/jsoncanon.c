@@ -310,7 +310,6 @@ static int scan_value(scanner *s, int depth, clv_jfield *f) {
     if (r != S_OK) return r;
     f->off = start;
     f->len = s->out->len - start;
-    if (f->type == JT_STR) { f->off++; f->len -= 2; }
     return S_OK;
 }
 
@@ -368,7 +367,9 @@ static int fallback(const char *p, size_t n, clv_jreq *req) {
             if (dumps_into(v, &req->text, &f->off, &f->len, 0) < 0) rc = -1;
         } else if (f->type == JT_STR) {
             f->off = req->text.len;
-            if (clv_json_str_text(v, &req->text) < 0) rc = -1;
+            if (clv_buf_putc(&req->text, '"') < 0 || clv_json_str_text(v, &req->text) < 0 ||
+                clv_buf_putc(&req->text, '"') < 0)
+                rc = -1;
             f->len = req->text.len - f->off;
         }
     }

@@ -51,6 +51,9 @@ static inline uint64_t clv_get_le64(const unsigned char *p) {
 Py_ssize_t clv_header_offset(Py_ssize_t pos, Py_ssize_t end);
 /* bytes(buf[start:stop]) with Python slice semantics (negative indexes count from the end). */
 PyObject *clv_slice_bytes(const char *buf, Py_ssize_t end, Py_ssize_t start, Py_ssize_t stop);
+/* When `pos` is not a C-sized int, the twin fails only if its loop runs (`len(buf) - pos >= 17`):
+ * 1 = raise the pending exception, 0 = return the empty result (exception cleared), -1 = new error. */
+int clv_loop_would_run(PyObject *buf, PyObject *pos);
 extern PyMethodDef clv_codec_methods[];
 
 /* ---- JSON canonicaliser (jsoncanon.c) ---------------------------------------------------------- */
@@ -65,7 +68,7 @@ typedef struct {
     clv_jtype type;
     int64_t i;     /* JT_INT: the value; JT_BIGINT: its sign (+1 / -1) */
     double f;      /* JT_FLOAT */
-    size_t off, len; /* canonical text in clv_jreq.text (JT_STR: without the quotes); len 0 = not kept */
+    size_t off, len; /* canonical text in clv_jreq.text (JT_STR: with its quotes); len 0 = not kept */
 } clv_jfield;
 typedef struct {
     clv_buf text;
