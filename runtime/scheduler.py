@@ -108,7 +108,10 @@ class _Agent:
 
 
 class Scheduler:
-    """Weighted DRR with token buckets and bounded queues; see the module docstring for the exact rule."""
+    """Weighted DRR with token buckets and bounded queues; see the module docstring for the exact rule.
+
+    Not thread-safe: callers serialise access (LLMService holds its lock around every call).
+    """
 
     def __init__(self, quantum: int = 1, depth: int = 64) -> None:
         if not isinstance(quantum, int) or quantum < 1:
