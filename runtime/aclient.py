@@ -7,15 +7,17 @@
         events = await kernel.poll_events(50)
 
 Methods, arguments, results, errors and socket resolution are those of `client.Client` (they are the
-same method bodies, `client.SyscallApi`). One connection carries one request at a time: a lock keeps
-concurrent tasks' requests and replies paired in order. Cancelling a call or letting it time out
-leaves the connection usable; its late reply is skipped.
+same method bodies, `client.SyscallApi`). Concurrent tasks share one connection safely and without
+waiting for each other: each request is written whole in one step, the kernel answers each connection
+in request order (C9), and one reader task hands the replies, in that order, to a FIFO of waiting
+futures. A call that times out or is cancelled leaves its future behind; its late reply is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -58,9 +60,9 @@ class AsyncClient(SyscallApi):
         self.timeout = timeout
         self._reader = reader
         self._writer: asyncio.StreamWriter | None = writer
-        self._replies = ReplyBuffer()
-        self._lock = asyncio.Lock()
+        self._pending: deque[tuple[int, asyncio.Future[Reply]]] = deque()
         self._agent_id = 0
+        self._reading = asyncio.get_running_loop().create_task(self._read_replies())
 
     @classmethod
     async def connect(
@@ -87,13 +89,12 @@ class AsyncClient(SyscallApi):
         return self._writer is not None
 
     async def close(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass  # already reset by the peer: closed is what we wanted
+        self._fail(KernelConnectionError, "the connection was closed by the client")
+        self._reading.cancel()
+        try:
+            await self._reading
+        except asyncio.CancelledError:
+            pass
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -116,43 +117,54 @@ class AsyncClient(SyscallApi):
         self, opcode: int, payload: bytes, timeout: float | None, decode: Callable[[Reply], T]
     ) -> T:
         name = opcode_name(opcode)
-        async with self._lock:
-            writer = self._writer
-            if writer is None:
-                raise KernelConnectionError(f"{name}: not connected to the kernel")
-            try:
-                writer.write(encode_frame(self._agent_id, opcode, payload))
-                await asyncio.wait_for(writer.drain(), timeout)
-            except (OSError, TimeoutError) as exc:  # a partly sent frame leaves the stream unusable
-                await self.close()
-                raise KernelConnectionError(f"{name}: could not send the request: {exc!r}") from None
-            try:
-                frame = await asyncio.wait_for(self._next_reply(name), timeout)
-            except TimeoutError:
-                self._replies.stale += 1
-                raise KernelTimeout(f"{name}: no reply within {timeout} s") from None
-            except asyncio.CancelledError:
-                self._replies.stale += 1
-                raise
-            except KernelError:
-                await self.close()
-                raise
-            except OSError as exc:
-                await self.close()
-                raise KernelConnectionError(f"{name}: connection to the kernel lost: {exc}") from None
-            try:
-                reply = check_reply(opcode, frame)
-            except KernelError:
-                await self.close()
-                raise
-            self._agent_id = reply.agent_id
+        writer = self._writer
+        if writer is None:
+            raise KernelConnectionError(f"{name}: not connected to the kernel")
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending.append((opcode, future))
+        writer.write(encode_frame(self._agent_id, opcode, payload))  # whole frame at once: never interleaved
+        try:
+            async with asyncio.timeout(timeout):
+                await writer.drain()
+                reply = await future  # a timeout or cancellation cancels it: the reader drops its reply
+        except TimeoutError:
+            raise KernelTimeout(f"{name}: no reply within {timeout} s") from None
+        except OSError as exc:
+            self._fail(KernelConnectionError, f"connection to the kernel lost: {exc}")
+            raise KernelConnectionError(f"{name}: connection to the kernel lost: {exc}") from None
         return decode(reply)
 
-    async def _next_reply(self, name: str) -> tuple[int, int, bytes]:
-        # read() hands over only bytes it returns, so cancelling it mid-wait loses nothing
-        while (frame := self._replies.pop()) is None:
-            data = await self._reader.read(_RECV_CHUNK)
-            if not data:
-                raise KernelConnectionError(f"{name}: the kernel closed the connection")
-            self._replies.feed(data)
-        return frame
+    async def _read_replies(self) -> None:
+        """Pair each reply frame with the oldest waiting request; any fault ends the connection."""
+        buffer = ReplyBuffer()
+        try:
+            while True:
+                data = await self._reader.read(_RECV_CHUNK)
+                if not data:
+                    raise KernelConnectionError("the kernel closed the connection")
+                buffer.feed(data)
+                while (frame := buffer.pop()) is not None:
+                    if not self._pending:
+                        raise KernelError(f"unsolicited reply frame ({opcode_name(frame[1])})")
+                    opcode, future = self._pending[0]
+                    reply = check_reply(opcode, frame)  # a mismatch means the stream is out of step
+                    self._pending.popleft()
+                    self._agent_id = reply.agent_id
+                    if not future.done():
+                        future.set_result(reply)
+        except KernelConnectionError as exc:
+            self._fail(KernelConnectionError, str(exc))
+        except KernelError as exc:
+            self._fail(KernelError, str(exc))
+        except OSError as exc:
+            self._fail(KernelConnectionError, f"connection to the kernel lost: {exc}")
+
+    def _fail(self, error: type[KernelError], reason: str) -> None:
+        """Close the connection and fail every waiting call with `reason`."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        while self._pending:
+            opcode, future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(error(f"{opcode_name(opcode)}: {reason}"))
