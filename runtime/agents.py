@@ -154,6 +154,8 @@ class ManagedAgent:
             "pid": self.proc.pid,
             "state": self.state,
             "running": self.state in ("RUNNING", "PAUSED"),
+            "restarts": self.restarts,
+            "limits_mechanism": self.proc.isolation.get("mechanism", "none"),
         }
 
 

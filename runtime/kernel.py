@@ -138,6 +138,7 @@ class Kernel(SyscallHandlers):
         self._private_dir: str | None = None
         if socket_path is None:
             self._private_dir = tempfile.mkdtemp(prefix="clove-gym-")
+            os.chmod(self._private_dir, 0o711)  # sandboxed agents run as other uids: traverse, not list
             socket_path = os.path.join(self._private_dir, "kernel.sock")
         self.socket_path = socket_path
         nat = native.load() if use_native else None
@@ -161,6 +162,7 @@ class Kernel(SyscallHandlers):
         self._own_llm = llm is None
         self.launcher = launcher or PlainLauncher()
         self.sandbox_launcher: Any = None
+        self._sandbox_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clove-kernel")
         self._sel = selectors.DefaultSelector()
         self._conns: dict[int, Connection] = {}  # fd -> connection
@@ -340,7 +342,7 @@ class Kernel(SyscallHandlers):
                 continue
             sock.setblocking(False)
             pid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[0]
-            agent_id = self._unbound_pids.pop(pid, None)  # C13: a spawned agent keeps its spawn id
+            agent_id = self._spawned_owner(pid)  # C13: a spawned agent keeps its spawn id
             if agent_id is None or agent_id in self._by_id:
                 agent_id = self.new_id()
             conn = Connection(sock, agent_id, pid)
@@ -349,6 +351,21 @@ class Kernel(SyscallHandlers):
             self.dp.add_agent(agent_id)
             self.stats["connections"] += 1
             self._sel.register(sock, selectors.EVENT_READ, self._on_io)
+
+    def _spawned_owner(self, pid: int) -> int | None:
+        """The id of the spawned agent whose process is `pid` or one of its ancestors (a sandbox may put
+        an init process between the launcher's pid and the agent), consumed on first use."""
+        for _ in range(8):
+            if pid in self._unbound_pids:
+                return self._unbound_pids.pop(pid)
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                return None
+            if pid <= 1:
+                return None
+        return None
 
     def _on_io(self, sock: socket.socket, mask: int) -> None:
         conn = self._conns.get(sock.fileno())
@@ -632,6 +649,14 @@ class Kernel(SyscallHandlers):
         if self.audit.config["log_state"] or self.bus.has_subscribers("STATE_CHANGED"):
             ops -= {Op.STORE}
         self.dp.set_fast_ops(ops)
+
+    def sandbox(self) -> Any:
+        """The sandbox launcher, started (with its zygote) on the first sandboxed spawn."""
+        if self.sandbox_launcher is None:
+            from clove_gym.runtime.sandbox import Launcher
+
+            self.sandbox_launcher = Launcher()
+        return self.sandbox_launcher
 
     def _watch(self, agent: ManagedAgent, on_exit: Callable[[ManagedAgent], None]) -> None:
         agent.watch_fd = agent.proc.fileno()

@@ -29,6 +29,8 @@ from clove_gym.runtime.hostcalls import BadRequest, field
 from clove_gym.runtime.permissions import LEVELS, Permissions
 from clove_gym.runtime.protocol import Op, opcode_name
 from clove_gym.runtime.recording import Replayer
+from clove_gym.runtime.sandbox import Limits, SpawnSpec
+from clove_gym.runtime.sandbox import SpawnError as SandboxSpawnError
 from clove_gym.runtime.supervisor import Escalate, Restart, RestartConfig
 
 if TYPE_CHECKING:
@@ -395,13 +397,17 @@ class SyscallHandlers:
             max_restarts = field(req, "max_restarts", int, 5)
             window = field(req, "restart_window", int, 300)
             cwd = field(req, "cwd", str)
+            limits = Limits.from_json(limits)
         except BadRequest as exc:
             return _fail(str(exc))
+        except ValueError as exc:
+            return _fail(f"invalid request: {exc}")
         if not script:
             return _fail("script path required")
         try:
-            restart = RestartConfig(policy=RESTART_POLICIES.get(policy, "never"), max_restarts=max_restarts,
-                                    restart_window=window)
+            restart = RestartConfig(
+                policy=RESTART_POLICIES.get(policy, "never"), max_restarts=max_restarts, restart_window=window
+            )
         except ValueError as exc:
             return _fail(f"invalid request: {exc}")
         if conn is None:
@@ -461,21 +467,36 @@ class SyscallHandlers:
         cwd: str | None,
         sandboxed: bool,
         network: bool,
-        limits: dict[str, Any],
+        limits: Limits,
     ) -> Callable[[], Any]:
-        """The work a spawn does on a worker thread; returns the process, or the error as a value."""
-        spec = PlainSpec(agent_id=agent_id, name=name, argv=argv, env=env, cwd=cwd)
+        """The work a spawn does on a worker thread; returns the process, or the error as a value.
+        Sandboxed agents go through the sandbox launcher (namespaces, cgroups, seccomp, zygote);
+        `sandboxed: false` starts a plain child process."""
+        if sandboxed:
+            script = argv[1] if len(argv) > 2 else argv[0]
+            spec: Any = SpawnSpec(
+                agent_id=agent_id,
+                name=name,
+                argv=argv,
+                env=env,
+                cwd=os.path.abspath(cwd) if cwd else None,
+                sandboxed=True,
+                network=network,
+                limits=limits,
+                socket_path=self.socket_path,
+                ro_paths=[os.path.dirname(os.path.abspath(script))],
+            )
+        else:
+            spec = PlainSpec(agent_id=agent_id, name=name, argv=argv, env=env, cwd=cwd)
 
         def launch() -> Any:
             try:
-                proc = self.launcher.spawn(spec)
-            except SpawnError as exc:
-                return exc
-            if sandboxed:
-                proc.isolation["degraded_reason"] = (
-                    "sandboxing is not available in this kernel: plain process"
-                )
-            return proc
+                if sandboxed:
+                    with self._sandbox_lock:
+                        return self.sandbox().spawn(spec)
+                return self.launcher.spawn(spec)
+            except (SpawnError, SandboxSpawnError) as exc:
+                return SpawnError(f"failed to spawn agent: {exc}")
 
         return launch
 
@@ -531,11 +552,16 @@ class SyscallHandlers:
             self.call_soon(lambda: self._on_agent_exit(agent) if agent.id in self.agents else None)
             return
         self._unbound_pids.pop(agent.proc.pid, None)
-        data = {"agent_id": agent.id, "name": agent.name, "exit_code": status,
-                "reason": "exited" if status == 0 else "failed"}
+        data = {
+            "agent_id": agent.id,
+            "name": agent.name,
+            "exit_code": status,
+            "reason": "exited" if status == 0 else "failed",
+        }
         self.emit("AGENT_EXITED", data)
-        self.audit.log("AGENT_LIFECYCLE", "AGENT_EXITED", agent.id, data, success=status == 0,
-                       agent_name=agent.name)
+        self.audit.log(
+            "AGENT_LIFECYCLE", "AGENT_EXITED", agent.id, data, success=status == 0, agent_name=agent.name
+        )
         self._supervise(agent, status)
 
     def _supervise(self: Kernel, agent: ManagedAgent, status: int) -> None:
@@ -543,17 +569,27 @@ class SyscallHandlers:
         decision = self.supervisor.exited(agent.id, status, time.monotonic())
         if isinstance(decision, Restart):
             agent.state = "RESTARTING"
-            data = {"agent_id": agent.id, "agent_name": agent.name, "restart_count": decision.attempt,
-                    "exit_code": status, "delay_ms": int(decision.delay * 1000)}
+            data = {
+                "agent_id": agent.id,
+                "agent_name": agent.name,
+                "restart_count": decision.attempt,
+                "exit_code": status,
+                "delay_ms": int(decision.delay * 1000),
+            }
             self.emit("AGENT_RESTARTING", data)
             self.audit.log("AGENT_LIFECYCLE", "AGENT_RESTARTING", agent.id, data, agent_name=agent.name)
             return
         if isinstance(decision, Escalate):
-            data = {"agent_id": agent.id, "agent_name": agent.name, "restart_count": decision.restarts_in_window,
-                    "exit_code": status}
+            data = {
+                "agent_id": agent.id,
+                "agent_name": agent.name,
+                "restart_count": decision.restarts_in_window,
+                "exit_code": status,
+            }
             self.emit("AGENT_ESCALATED", data)
-            self.audit.log("AGENT_LIFECYCLE", "AGENT_ESCALATED", agent.id, data, success=False,
-                           agent_name=agent.name)
+            self.audit.log(
+                "AGENT_LIFECYCLE", "AGENT_ESCALATED", agent.id, data, success=False, agent_name=agent.name
+            )
         self._forget_agent(agent)
 
     def _restart(self: Kernel, agent_id: int) -> None:

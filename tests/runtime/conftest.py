@@ -88,3 +88,12 @@ def connect(kernel: Kernel) -> Iterator[Any]:
 def raw_client() -> type[Raw]:
     """The Raw client class, for tests that run their own kernel."""
     return Raw
+
+
+@pytest.fixture
+def agent_dir(tmp_path: Any) -> Any:
+    """A directory for agent scripts that sandboxed agents (other uids) may read."""
+    d = tmp_path / "agents"
+    d.mkdir()
+    d.chmod(0o755)
+    return d

@@ -33,9 +33,10 @@ WORKER = textwrap.dedent("""
 
 
 @pytest.fixture
-def worker(tmp_path):
-    path = tmp_path / "worker.py"
+def worker(agent_dir):
+    path = agent_dir / "worker.py"
     path.write_text(WORKER)
+    path.chmod(0o644)
     return str(path)
 
 
@@ -65,7 +66,15 @@ def test_spawn_identity_ipc_pause_resume_kill(connect, kernel, worker):
     assert info["pid"] == spawned["pid"] and info["argv1"] == kernel.socket_path  # C5
     assert c.call(Op.SPAWN, {"name": "w1", "script": worker})["success"] is False  # names are unique
     assert c.call(Op.LIST, b"") == [
-        {"id": spawned["id"], "name": "w1", "pid": spawned["pid"], "state": "RUNNING", "running": True}
+        {
+            "id": spawned["id"],
+            "name": "w1",
+            "pid": spawned["pid"],
+            "state": "RUNNING",
+            "running": True,
+            "restarts": 0,
+            "limits_mechanism": "none",
+        }
     ]
     c.call(Op.SEND, {"to": spawned["id"], "message": "ping"})
     reply = _wait(lambda: c.call(Op.RECV, {})["messages"])

@@ -29,9 +29,10 @@ def _events(c, want: int, timeout: float = 20.0) -> list[dict]:
     return got
 
 
-def test_on_failure_restarts_with_same_id_then_escalates(tmp_path, raw_client):
-    script = tmp_path / "crasher.py"
+def test_on_failure_restarts_with_same_id_then_escalates(tmp_path, agent_dir, raw_client):
+    script = agent_dir / "crasher.py"
     script.write_text(CRASHER)
+    script.chmod(0o644)
     with Kernel(str(tmp_path / "k.sock")) as k:
         c = raw_client(k.socket_path)
         c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_RESTARTING", "AGENT_ESCALATED"]})
@@ -58,11 +59,13 @@ def test_on_failure_restarts_with_same_id_then_escalates(tmp_path, raw_client):
         c.close()
 
 
-def test_clean_exit_is_not_restarted_under_on_failure_and_kill_cancels_backoff(tmp_path, raw_client):
-    ok = tmp_path / "ok.py"
+def test_clean_exit_is_not_restarted_under_on_failure_and_kill_cancels_backoff(tmp_path, agent_dir, raw_client):
+    ok = agent_dir / "ok.py"
     ok.write_text("import sys; sys.exit(0)\n")
-    bad = tmp_path / "bad.py"
+    bad = agent_dir / "bad.py"
     bad.write_text("import sys; sys.exit(1)\n")
+    ok.chmod(0o644)
+    bad.chmod(0o644)
     with Kernel(str(tmp_path / "k.sock")) as k:
         c = raw_client(k.socket_path)
         c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED", "AGENT_RESTARTING"]})
