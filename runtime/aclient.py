@@ -62,6 +62,7 @@ class AsyncClient(SyscallApi):
         self._writer: asyncio.StreamWriter | None = writer
         self._pending: deque[tuple[int, asyncio.Future[Reply]]] = deque()
         self._agent_id = 0
+        self._closed_because = ""
         self._reading = asyncio.get_running_loop().create_task(self._read_replies())
 
     @classmethod
@@ -119,7 +120,7 @@ class AsyncClient(SyscallApi):
         name = opcode_name(opcode)
         writer = self._writer
         if writer is None:
-            raise KernelConnectionError(f"{name}: not connected to the kernel")
+            raise KernelConnectionError(f"{name}: not connected to the kernel ({self._closed_because})")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending.append((opcode, future))
         writer.write(encode_frame(self._agent_id, opcode, payload))  # whole frame at once: never interleaved
@@ -163,6 +164,7 @@ class AsyncClient(SyscallApi):
         """Close the connection and fail every waiting call with `reason`."""
         writer, self._writer = self._writer, None
         if writer is not None:
+            self._closed_because = reason
             writer.close()
         while self._pending:
             opcode, future = self._pending.popleft()

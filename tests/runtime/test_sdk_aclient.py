@@ -173,3 +173,35 @@ def test_default_socket_answering_is_used(kernel, monkeypatch):
         await k.close()
 
     run(scenario())
+
+
+def test_every_waiting_call_fails_when_the_connection_drops(tmp_path):
+    async def scenario() -> None:
+        path = str(tmp_path / "drop.sock")
+        server = await scripted_server(path, lambda op, p: None)
+        k = await AsyncClient.connect(path)
+        results = await asyncio.gather(k.hello(), k.fetch("a"), k.echo("b"), return_exceptions=True)
+        assert [type(r) for r in results] == [KernelConnectionError] * 3
+        assert [str(r).split(":")[0] for r in results] == ["HELLO", "FETCH", "NOOP"]
+        server.close()
+
+    run(scenario())
+
+
+def test_unsolicited_reply_ends_the_connection(tmp_path):
+    async def scenario() -> None:
+        path = str(tmp_path / "extra.sock")
+        server = await scripted_server(path, lambda op, p: encode_frame(1, op, b"{}") * 2)
+        k = await AsyncClient.connect(path)
+        assert await k.hello() == {}
+        for _ in range(100):
+            if not k.connected:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(
+            KernelConnectionError, match=r"not connected to the kernel \(unsolicited reply frame"
+        ):
+            await k.hello()
+        server.close()
+
+    run(scenario())
