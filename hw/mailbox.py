@@ -1,0 +1,99 @@
+"""Mailbox fabric: one shared message store, per-receiver pointer FIFOs, reference counts (SPEC.md §4).
+
+A message is stored once (block RAM where the device has it) and its slot number is pushed to each
+receiver's small pointer FIFO; a broadcast costs one store write and N-1 pointer pushes in one cycle.
+The slot returns to the free bitmap when its last receiver has popped it.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from clove_gym.sim.params import HwParams
+
+from .scheduler import first_set
+
+
+class Mailbox(wiring.Component):
+    """`send` (src, dst, payload, broadcast) -> store; `recv` (agent) pops; `rdata` follows one cycle later."""
+
+    def __init__(self, params: HwParams) -> None:
+        self.p = params.validate()
+        ab, w = params.agent_bits, params.payload_bits
+        self.send_layout = data.StructLayout({"src": ab, "dst": ab, "payload": w, "broadcast": 1})
+        self.msg_layout = data.StructLayout({"src": ab, "payload": w})
+        super().__init__(
+            {
+                "send": In(stream.Signature(self.send_layout)),
+                "recv": In(stream.Signature(ab)),
+                "rdata": Out(self.msg_layout),  # the popped message, valid the cycle after the recv
+                "rdata_valid": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.p
+        n, md = p.agents, p.mbox_depth
+        free = Signal(p.slots, init=(1 << p.slots) - 1)
+        refs = Array(Signal(range(n), name=f"refs{i}") for i in range(p.slots))
+
+        m.submodules.store = store = memory.Memory(shape=self.msg_layout, depth=p.slots, init=[])
+        st_wr, st_rd = store.write_port(), store.read_port()
+
+        send, recv = self.send.payload, self.recv.payload
+        send_fire = self.send.valid & self.send.ready
+        recv_fire = self.recv.valid & self.recv.ready
+        has_free, alloc = first_set(m, free, p.slots)
+
+        counts = Array(Signal(range(md + 1), name=f"mcount{j}") for j in range(n))
+        heads = Array(Signal(p.slot_bits, name=f"mhead{j}") for j in range(n))
+        room = Signal(n)
+        dest = Signal(n)
+        for j in range(n):
+            fifo = memory.Memory(shape=p.slot_bits, depth=md, init=[])
+            m.submodules[f"ptrs{j}"] = fifo
+            rd, wr = fifo.read_port(domain="comb"), fifo.write_port()
+            rptr = Signal(range(md), name=f"mrptr{j}")
+            wptr = Signal(range(md), name=f"mwptr{j}")
+            push = send_fire & dest[j]
+            pop = recv_fire & (recv == j)
+            m.d.comb += [
+                room[j].eq(counts[j] < md),
+                dest[j].eq(Mux(send.broadcast, send.src != j, send.dst == j)),
+                rd.addr.eq(rptr),
+                heads[j].eq(rd.data),
+                wr.addr.eq(wptr),
+                wr.data.eq(alloc),
+                wr.en.eq(push),
+            ]
+            with m.If(push):
+                m.d.sync += wptr.eq(wptr + 1 if md > 1 else 0)
+            with m.If(pop):
+                m.d.sync += rptr.eq(rptr + 1 if md > 1 else 0)
+            m.d.sync += counts[j].eq(counts[j] + push - pop)
+
+        slot = Signal(p.slot_bits)
+        m.d.comb += [
+            self.send.ready.eq(has_free & ((room | ~dest) == (1 << n) - 1)),
+            self.recv.ready.eq(counts[recv] != 0),
+            slot.eq(heads[recv]),
+            st_wr.addr.eq(alloc),
+            st_wr.data.eq(Cat(send.src, send.payload)),
+            st_wr.en.eq(send_fire),
+            st_rd.addr.eq(slot),
+            st_rd.en.eq(recv_fire),
+        ]
+        for i in range(p.slots):
+            with m.If(send_fire & (alloc == i)):
+                m.d.sync += [free[i].eq(0), refs[i].eq(Mux(send.broadcast, n - 1, 1))]
+            with m.Elif(recv_fire & (slot == i)):
+                m.d.sync += refs[i].eq(refs[i] - 1)
+                with m.If(refs[i] == 1):
+                    m.d.sync += free[i].eq(1)
+
+        rvalid = Signal()
+        m.d.sync += rvalid.eq(recv_fire)
+        m.d.comb += [self.rdata_valid.eq(rvalid), self.rdata.eq(Mux(rvalid, st_rd.data.as_value(), 0))]
+        return m
