@@ -183,8 +183,8 @@ class Runner:
         except KeyboardInterrupt:
             self.run_info.results.append(self._result(task, repeat, watch, INTERRUPTED, "interrupted", t0))
             raise
-        except KernelError as exc:  # the kernel misbehaved; the suite goes on with the next task
-            failure = ERROR, f"kernel call failed: {exc}"
+        except Exception as exc:  # a kernel call or the task's set-up failed: record it, go on
+            failure = ERROR, f"{type(exc).__name__}: {exc}"
         if failure is None:
             status, score, reason = self._grade(task, watch)
         else:
