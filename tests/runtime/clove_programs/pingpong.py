@@ -1,4 +1,7 @@
-"""IPC ping-pong with a spawned worker, written as a Clove SDK user would."""
+"""IPC ping-pong with a spawned worker, written as a Clove SDK user would.
+
+The worker is spawned with the SDK defaults (sandboxed); `--plain` asks for a plain process.
+"""
 
 import json
 import os
@@ -11,7 +14,7 @@ worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pong_worker.p
 
 with CloveClient() as client:
     client.register_name("pinger")
-    spawned = client.spawn(name="ponger-proc", script=worker, sandboxed=False)
+    spawned = client.spawn(name="ponger-proc", script=worker, sandboxed="--plain" not in sys.argv)
     if not spawned or spawned.get("status") != "running":
         print(json.dumps({"error": "spawn failed", "reply": spawned}))
         sys.exit(1)
@@ -47,6 +50,7 @@ with CloveClient() as client:
                 "pong_from": sorted({p["from_name"] for p in pongs}),
                 "pong_agent_ids": sorted({p["message"]["by"] for p in pongs}),
                 "listed": names,
+                "isolation": spawned["isolation"],
             }
         )
     )
