@@ -38,6 +38,7 @@ class KernelProcess:
         audit_path: str | None = None,
         python_plane: bool = False,
         env: dict[str, str] | None = None,
+        cwd: str | None = None,
         timeout: float = 30.0,
     ) -> None:
         argv = [sys.executable, "-m", "clove_gym.benchmarks.bench_server", "--socket", socket_path]
@@ -48,7 +49,7 @@ class KernelProcess:
         self.socket_path = socket_path
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty kernel never blocks on it
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=env
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=cwd
         )
         line = self.proc.stdout.readline() if self.proc.stdout else b""
         if not line:
