@@ -752,16 +752,19 @@ static PyObject *DataPlane_set_fast_ops(DataPlane *self, PyObject *opcodes) {
     }
     Py_DECREF(it);
     if (!failed && PyErr_Occurred()) failed = 1;
-    Py_ssize_t i = 0;
-    Py_hash_t hash;
+    PyObject *seen = failed ? NULL : PyObject_GetIter(ops);
+    if (seen == NULL) failed = 1;
     PyObject *v;
-    while (!failed && _PySet_NextEntry(ops, &i, &v, &hash)) {
+    while (!failed && (v = PyIter_Next(seen)) != NULL) {
         int overflow = 0, ok = 0;
         long op = PyLong_AsLongAndOverflow(v, &overflow);
         for (size_t k = 0; k < sizeof FAST_OPS / sizeof *FAST_OPS; k++) ok |= !overflow && op == FAST_OPS[k];
         if (ok) fast[op] = 1;
         else if (PyList_Append(bad, v) < 0) failed = 1;
+        Py_DECREF(v);
     }
+    if (!failed && PyErr_Occurred()) failed = 1;
+    Py_XDECREF(seen);
     if (!failed && PyList_GET_SIZE(bad) > 0) {
         if (PyList_Sort(bad) == 0) PyErr_Format(PyExc_ValueError, "not fast-path opcodes: %R", bad);
         failed = 1;
