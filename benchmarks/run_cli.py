@@ -15,9 +15,7 @@ from types import FrameType
 from typing import TextIO
 
 from clove_gym.benchmarks.suite import DEFAULT_SUITE, SUITES
-from clove_gym.benchmarks.suite.console import ConsoleProgress, repeat_table, results_table
-from clove_gym.benchmarks.suite.report import RESULTS_JSON, ReportDir, write_report
-from clove_gym.benchmarks.suite.runner import LLM_MODES, Runner, RunOptions, resolve_llm
+from clove_gym.benchmarks.suite.options import LLM_MODES, RunOptions, resolve_llm
 from clove_gym.benchmarks.suite.task import Task
 from rich.console import Console
 
@@ -107,6 +105,12 @@ def run_suite(args: argparse.Namespace) -> int:
     if isinstance(selected, str):
         err.print(f"error: {selected}", highlight=False, markup=False)
         return EXIT_USAGE
+    # Imported here: the runner and the report pull in google-genai, pandas and matplotlib (seconds),
+    # which every other `clove-gym` command would otherwise pay for when the parser is built.
+    from clove_gym.benchmarks.suite.console import ConsoleProgress, repeat_table, results_table
+    from clove_gym.benchmarks.suite.report import RESULTS_JSON, ReportDir, write_report
+    from clove_gym.benchmarks.suite.runner import Runner
+
     suite_name, tasks = selected
     suite = SUITES[suite_name]
     options = RunOptions(repeat=args.repeat, timeout_s=args.timeout, llm=args.llm)

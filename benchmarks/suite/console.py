@@ -107,8 +107,8 @@ def results_table(run: SuiteRun) -> Table:
         ("duration", "right"),
         ("syscalls", "right"),
         ("msgs", "right"),
-        ("service p50/p99", "right"),
-        ("measured by the agents", "left"),
+        ("kernel µs p50/p99", "right"),
+        ("agents' figures / reason", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in run.results:
@@ -121,7 +121,7 @@ def results_table(run: SuiteRun) -> Table:
             f"{r.duration_s:.2f} s",
             str(m.get("syscalls", "-")),
             str(m.get("messages", "-")),
-            f"{_num(p50)}/{_num(p99)} µs" if p50 is not None and p99 is not None else "-",
+            f"{_num(p50)}/{_num(p99)}" if p50 is not None and p99 is not None else "-",
             _metrics_text(r) if r.passed else r.reason,
         )
     return table

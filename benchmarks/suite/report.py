@@ -194,7 +194,7 @@ def _plots(frame: pd.DataFrame) -> dict[str, bytes]:
         ys = range(len(frame))
         for i, col in enumerate(cols):
             ax.barh(
-                [y + i * height for y in ys], frame[col].fillna(0), height=height, label=col.split(".")[1]
+                [y + i * height for y in ys], frame[col].fillna(0), height=height, label=col.split("_")[1]
             )
         ax.set_yticks([y + height / 2 for y in ys], labels)
         ax.invert_yaxis()

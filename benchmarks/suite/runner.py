@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import psutil
 from clove_gym.benchmarks import agents
+from clove_gym.benchmarks.suite.options import RunOptions, resolve_llm
 from clove_gym.benchmarks.suite.task import (
     CRASHED,
     ERROR,
@@ -44,19 +45,11 @@ AGENT_LOG_DIR = "agents"
 POLL_S = 0.02  # RECV/POLL_EVENTS do not block: the runner looks this often
 EXIT_GRACE_S = 2.0  # after its result, how long a task's agents get to exit by themselves
 CALL_TIMEOUT_S = 15.0  # one syscall of the runner's (a KILL waits out the kernel's 5 s SIGTERM grace)
-LLM_MODES = ("auto", "fake", "gemini")
 
 
 class Progress(Protocol):
     def started(self, task: Task, repeat: int) -> None: ...
     def finished(self, result: TaskResult) -> None: ...
-
-
-@dataclass
-class RunOptions:
-    repeat: int = 1
-    timeout_s: float | None = None  # overrides every task's own timeout
-    llm: str = "auto"
 
 
 @dataclass
@@ -78,16 +71,6 @@ class SuiteRun:
     @property
     def passed(self) -> bool:
         return not self.interrupted and bool(self.results) and all(r.passed for r in self.results)
-
-
-def resolve_llm(mode: str) -> str:
-    """ "fake" or "gemini": auto picks Gemini only when an API key is set (no key, no network)."""
-    has_key = bool(os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"))
-    if mode not in LLM_MODES:
-        raise ValueError(f"unknown LLM mode {mode!r} (one of {', '.join(LLM_MODES)})")
-    if mode == "gemini" and not has_key:
-        raise ValueError("--llm gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment")
-    return "gemini" if mode == "gemini" or (mode == "auto" and has_key) else "fake"
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 from clove_gym.benchmarks.cli import main
-from clove_gym.benchmarks.suite.runner import Runner, RunOptions
+from clove_gym.benchmarks.suite.options import RunOptions
+from clove_gym.benchmarks.suite.runner import Runner
 from clove_gym.benchmarks.suite.task import ERROR, PASSED, Grade, Suite, Task, TaskResult
 
 ROOT = Path(__file__).resolve().parents[2]
