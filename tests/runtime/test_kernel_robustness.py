@@ -1,0 +1,233 @@
+"""Faults against a real kernel process: framing errors, vanishing and flooding clients, impersonation,
+SIGKILL recovery, and socket ownership. A witness connection must be answered correctly after each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from clove_gym.benchmarks.bench_server import KernelProcess
+from clove_gym.benchmarks.bench_wire import FrameConn
+from clove_gym.runtime.audit import read_audit_file
+from clove_gym.runtime.kernel import Kernel, KernelError
+from clove_gym.runtime.protocol import HEADER, MAGIC, MAX_PAYLOAD, Op, encode_frame
+from clove_gym.runtime.trace.reader import read_trace
+
+NOOP = encode_frame(0, Op.NOOP, b"ping")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GEMINI_API_KEY"}
+    env["CLOVE_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
+    return env
+
+
+@pytest.fixture(scope="module", params=["native", "python"])
+def kernel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp(f"robust-{request.param}")
+    with KernelProcess(
+        str(tmp / "k.sock"), python_plane=request.param == "python", env=_env(), cwd=str(tmp)
+    ) as k:
+        yield k
+        assert k.alive(), f"kernel died: {k.stderr_text()[-2000:]}"
+
+
+def _witness_ok(path: str) -> None:
+    with FrameConn(path, timeout=10) as w:
+        assert w.call(NOOP) == (Op.NOOP, b"ping")
+
+
+def _raw(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [3, 16, 17, 17 + 40],  # inside the header, header without payload, a partial payload
+)
+def test_client_vanishing_mid_frame_leaves_the_kernel_serving(kernel: KernelProcess, cut: int) -> None:
+    frame = encode_frame(0, Op.STORE, json.dumps({"key": "v", "value": "x" * 100}).encode())
+    for _ in range(20):
+        s = _raw(kernel.socket_path)
+        s.sendall(frame[:cut])
+        s.close()
+    _witness_ok(kernel.socket_path)
+
+
+def test_oversized_payload_is_drained_and_answered_then_the_stream_resumes(kernel: KernelProcess) -> None:
+    with FrameConn(kernel.socket_path) as c:
+        c.send(HEADER.pack(MAGIC, 0, Op.STORE, MAX_PAYLOAD + 1) + b"\0" * (MAX_PAYLOAD + 1) + NOOP)
+        op, reply = c.read_frame()
+        assert op == Op.STORE
+        doc = json.loads(reply)
+        assert doc["success"] is False and "too large" in doc["error"]
+        assert c.read_frame() == (Op.NOOP, b"ping")
+        exact = encode_frame(0, Op.NOOP, b"a" * MAX_PAYLOAD)  # exactly 1 MiB is allowed
+        assert c.call(exact) == (Op.NOOP, b"a" * MAX_PAYLOAD)
+
+
+def test_absurd_payload_size_costs_the_kernel_nothing(kernel: KernelProcess) -> None:
+    rss = kernel.rss_bytes()
+    socks = []
+    for size in (2**63, 2**64 - 1, 2**40):
+        s = _raw(kernel.socket_path)
+        s.sendall(HEADER.pack(MAGIC, 0, Op.WRITE, size) + os.urandom(256 * 1024))
+        socks.append(s)
+    _witness_ok(kernel.socket_path)
+    assert kernel.rss_bytes() - rss < 16 << 20, "the kernel buffered a payload it had to discard"
+    for s in socks:
+        s.close()
+    _witness_ok(kernel.socket_path)
+
+
+def test_bad_magic_closes_the_connection_after_answering_what_came_before(kernel: KernelProcess) -> None:
+    with FrameConn(kernel.socket_path) as c:
+        c.send(NOOP + HEADER.pack(0xDEADBEEF, 0, Op.NOOP, 4) + b"ping")
+        assert c.read_frame() == (Op.NOOP, b"ping")
+        assert c.closed_by_peer(timeout=10), "the connection stayed open after a bad magic"
+    _witness_ok(kernel.socket_path)
+
+
+def test_header_agent_id_is_ignored_sender_is_the_real_connection(kernel: KernelProcess) -> None:
+    with (
+        FrameConn(kernel.socket_path) as a,
+        FrameConn(kernel.socket_path) as b,
+        FrameConn(kernel.socket_path) as m,
+    ):
+        for c in (a, b, m):
+            c.call(NOOP)
+        assert len({a.agent_id, b.agent_id, m.agent_id}) == 3
+        # m claims to be a in the header, and sends to b
+        send = encode_frame(a.agent_id, Op.SEND, json.dumps({"to": b.agent_id, "message": "hi"}).encode())
+        m.send(send)
+        op, reply = m.read_frame()
+        assert m.agent_id != a.agent_id, "the reply header carried the claimed id"
+        assert json.loads(reply)["success"] is True
+        op, reply = b.call(encode_frame(a.agent_id, Op.RECV, b'{"max": 10}'))
+        (msg,) = json.loads(reply)["messages"]
+        assert msg["from"] == msg["from_id"] == m.agent_id
+        # m claims a's id to read a's mailbox: it gets its own (empty) mailbox
+        b.call(encode_frame(0, Op.SEND, json.dumps({"to": a.agent_id, "message": "secret"}).encode()))
+        op, reply = m.call(encode_frame(a.agent_id, Op.RECV, b'{"max": 10}'))
+        assert json.loads(reply)["count"] == 0
+        op, reply = a.call(encode_frame(0, Op.RECV, b'{"max": 10}'))
+        assert [x["message"] for x in json.loads(reply)["messages"]] == ["secret"]
+
+
+def test_flooding_client_that_never_reads_is_bounded_and_others_are_served(kernel: KernelProcess) -> None:
+    """64 KiB NOOPs as fast as the kernel takes them, replies never read: backpressure must stop the
+    kernel reading it before its buffers grow, and everyone else keeps being answered."""
+    flood = _raw(kernel.socket_path)
+    flood.setblocking(False)
+    frame = encode_frame(0, Op.NOOP, b"f" * 65536)
+    rss0 = kernel.rss_bytes()
+    sent, peak, stalled_since, pending = 0, rss0, None, memoryview(frame)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            n = flood.send(pending)  # a partial send resumes mid-frame: the stream stays in sync
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 1.5:
+                break  # the kernel stopped reading us: backpressure
+            time.sleep(0.01)
+            continue
+        stalled_since = None
+        pending = pending[n:] or memoryview(frame)
+        if sent // (4 << 20) != (sent + n) // (4 << 20):
+            peak = max(peak, kernel.rss_bytes())
+            _witness_ok(kernel.socket_path)
+        sent += n
+    peak = max(peak, kernel.rss_bytes())
+    _witness_ok(kernel.socket_path)
+    assert stalled_since is not None, f"the kernel accepted {sent >> 20} MiB without ever pushing back"
+    assert peak - rss0 < 64 << 20, f"kernel RSS grew {(peak - rss0) >> 20} MiB for one unread client"
+    flood.close()
+    _witness_ok(kernel.socket_path)
+
+
+def test_sigkill_leaves_trace_and_audit_readable_and_the_next_start_works(tmp_path: Path) -> None:
+    sock, trace, audit = str(tmp_path / "k.sock"), str(tmp_path / "t.clvtrace"), str(tmp_path / "a.jsonl")
+    k = KernelProcess(sock, trace_path=trace, audit_path=audit, env=_env(), cwd=str(tmp_path))
+    try:
+        with FrameConn(sock) as a, FrameConn(sock) as b:
+            a.call(NOOP)
+            b.call(NOOP)
+            a.call(encode_frame(0, Op.SET_PERMS, b'{"level": "readonly"}'))  # a SECURITY audit entry
+            for i in range(2000):
+                a.send(encode_frame(0, Op.SEND, json.dumps({"to": b.agent_id, "message": i}).encode()))
+            a.read_frames(2000)
+            b.call(encode_frame(0, Op.RECV, b'{"max": 10000}'))
+            time.sleep(0.3)  # past one flush tick, so some records are on disk
+            a.send(NOOP * 500)  # and some still in flight when it dies
+            k.kill()
+    finally:
+        k.stop()
+    tf = read_trace(trace)  # lenient: a torn tail is reported, not raised
+    assert tf.records, f"no record survived the crash ({tf.stop_reason})"
+    assert {r.name for r in tf.records} >= {"SEND"}
+    entries = read_audit_file(audit)
+    assert any(e["event_type"] == "PERMISSIONS_CHANGED" for e in entries), entries[-5:]
+    assert os.path.exists(sock), "expected the dead kernel's socket file to be left behind"
+    with KernelProcess(sock, trace_path=trace + "2", env=_env(), cwd=str(tmp_path)) as again:
+        _witness_ok(sock)
+        assert again.alive()
+
+
+def test_a_live_socket_is_never_stolen(kernel: KernelProcess) -> None:
+    with pytest.raises(KernelError, match="live kernel"):
+        Kernel(kernel.socket_path).start()
+    _witness_ok(kernel.socket_path)
+
+
+def test_spawn_needs_the_spawn_right(kernel: KernelProcess, tmp_path: Path) -> None:
+    """C14 'unchecked spawn permission': a connection without can_spawn must not start processes."""
+    marker = tmp_path / "spawned"
+    script = tmp_path / "agent.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    with FrameConn(kernel.socket_path) as c:
+        c.call(encode_frame(0, Op.SET_PERMS, b'{"level": "minimal"}'))
+        _op, perms = c.call(encode_frame(0, Op.GET_PERMS, b""))
+        assert json.loads(perms)["permissions"]["can_spawn"] is False
+        _op, reply = c.call(encode_frame(0, Op.SPAWN, json.dumps({"script": str(script)}).encode()))
+        time.sleep(1.0)
+        assert json.loads(reply).get("success") is False, f"SPAWN without can_spawn was allowed: {reply!r}"
+        assert not marker.exists()
+
+
+def test_replay_cannot_act_as_another_agent(kernel: KernelProcess) -> None:
+    """REPLAY_START re-executes recorded requests under their recorded agent ids; a client must not be
+    able to forge a recording and so send (or write, or set permissions) as another live agent."""
+    with (
+        FrameConn(kernel.socket_path) as victim,
+        FrameConn(kernel.socket_path) as bob,
+        FrameConn(kernel.socket_path) as mallory,
+    ):
+        for c in (victim, bob, mallory):
+            c.call(NOOP)
+        forged = [
+            {
+                "sequence_id": 1,
+                "agent_id": victim.agent_id,
+                "opcode": int(Op.SEND),
+                "payload": json.dumps({"to": bob.agent_id, "message": "from victim, honest"}),
+                "response": "{}",
+            }
+        ]
+        _op, reply = mallory.call(
+            encode_frame(
+                0, Op.REPLAY_START, json.dumps({"recording": json.dumps(forged), "strict": False}).encode()
+            )
+        )
+        time.sleep(0.5)  # replay runs on the kernel tick
+        _op, got = bob.call(encode_frame(0, Op.RECV, b'{"max": 10}'))
+        forged_msgs = [m for m in json.loads(got)["messages"] if m["from"] == victim.agent_id]
+        assert not forged_msgs, f"mallory sent as agent {victim.agent_id} through REPLAY_START ({reply!r})"
