@@ -125,11 +125,17 @@ def run_suite(args: argparse.Namespace) -> int:
         run = Runner(suite, tasks, options, report.staging, progress, started).run()
         progress.close()
         final = write_report(run, report)
-    except BaseException:
+    except (Exception, KeyboardInterrupt) as exc:  # the run itself absorbs Ctrl-C; this is set-up/report
         progress.close()
         if report is not None:
             report.discard()
-        raise
+        if isinstance(exc, KeyboardInterrupt):
+            err.print("interrupted before the report was complete: nothing was written", highlight=False)
+            return EXIT_INTERRUPTED
+        err.print(
+            f"error: the suite could not run: {type(exc).__name__}: {exc}", highlight=False, markup=False
+        )
+        return EXIT_FAILED
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_term)

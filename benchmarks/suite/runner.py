@@ -130,8 +130,10 @@ class Runner:
             trace_path=str(self.workdir / TRACE_FILE), audit_path=str(self.workdir / AUDIT_FILE), llm=service
         )
         client: Client | None = None
+        started = False
         try:
             kernel.start()
+            started = True
             info.native = kernel.native
             client = Client(kernel.socket_path, timeout=CALL_TIMEOUT_S)
             client.subscribe(["AGENT_SPAWNED", "AGENT_EXITED"])
@@ -146,7 +148,8 @@ class Runner:
             with shielded():
                 if client is not None:
                     client.close()
-                kernel.stop()
+                if started:
+                    kernel.stop()
                 service.close()
                 if fake is not None:
                     fake.close()

@@ -175,3 +175,11 @@ def test_list_names_every_suite_and_task(capsys: pytest.CaptureFixture[str]) -> 
     for suite in SUITES.values():
         assert suite.name in out
         assert all(name in out for name in suite.task_names())
+
+
+def test_unusable_out_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", "suite", "--only", "think", "--llm", "fake", "--out", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert "error: the suite could not run: FileExistsError" in err and str(blocker) in err
