@@ -33,9 +33,13 @@ def build(name: str) -> Path:
     src = SOURCES / f"{name}.c"
     if not src.is_file():
         raise BaselineError(f"no baseline source {src}")
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    wanted = os.environ.get("CC")
+    cc = (
+        shutil.which(wanted) if wanted else shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    )
     if cc is None:
-        raise BaselineError("no C compiler found (set CC or install cc) to build the baselines")
+        where = f"CC={wanted} is not an executable" if wanted else "no cc, gcc or clang on PATH"
+        raise BaselineError(f"cannot build the C baselines: {where}")
     digest = hashlib.sha256(src.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
     out = cache_dir() / f"{name}-{digest}"
     if out.is_file():
