@@ -69,8 +69,10 @@ int clv_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, P
     for (Py_ssize_t k = 0; k < nkw; k++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, k);
         int found = -1;
+        const char *utf8 = PyUnicode_AsUTF8(key);
+        if (utf8 == NULL) return -1;
         for (int i = 0; i < nnames; i++) {
-            if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) { found = i; break; }
+            if (strcmp(utf8, names[i]) == 0) { found = i; break; }
         }
         if (found < 0) {
             PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, key);
