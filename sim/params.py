@@ -60,7 +60,11 @@ class HwParams:
         power_of_two("slots", self.slots, 2, 1024)
         power_of_two("depth", self.depth, 1, 1024)
         power_of_two("mbox_depth", self.mbox_depth, 1, 1024)
-        for name in ("quantum", "max_cost", "bucket_burst", "payload_bits"):
+        if not 1 <= self.payload_bits <= 32:
+            raise ParamsError(
+                f"payload_bits={self.payload_bits}: must be in [1, 32] (a handle, not the message)"
+            )
+        for name in ("quantum", "max_cost", "bucket_burst"):
             if not 1 <= getattr(self, name) <= 255:
                 raise ParamsError(f"{name}={getattr(self, name)}: must be in [1, 255]")
         if not 0 <= self.bucket_rate <= 256 * 255:
