@@ -107,6 +107,12 @@ class AgentProcess:
         self._finish(status)
         return status
 
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the agent exits (status) or `timeout` seconds pass (None)."""
+        if self._status is None:
+            select.select([self.pidfd], [], [], timeout)
+        return self.poll()
+
     def _finish(self, status: int) -> None:
         self._status = status
         if self._group is not None:
@@ -295,10 +301,10 @@ class Launcher:
     def _binds(self, spec: SpawnSpec, python: bool) -> list[tuple[str, bool]]:
         extra = [*_SYSTEM_DIRS, *_python_roots(), *spec.ro_paths]
         extra += [p for p in spec.env.get("PYTHONPATH", "").split(os.pathsep) if p.startswith("/")]
+        # the program's and the script's directories (any absolute path to a file on the command line)
+        extra += [os.path.dirname(a) for a in spec.argv if a.startswith("/") and os.path.isfile(a)]
         if python:
             extra.append(os.path.dirname(os.path.abspath(spec.argv[1])))
-        elif spec.argv[0].startswith("/"):
-            extra.append(os.path.dirname(spec.argv[0]))
         if spec.cwd:
             extra.append(spec.cwd)
         binds = [(p, False) for p in _minimal([p for p in extra if os.path.lexists(p)])]

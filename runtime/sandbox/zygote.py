@@ -55,6 +55,7 @@ class Zygote:
         self.control = control
         self.inits: dict[int, Cgroup | None] = {}  # init pid -> its cgroup (None without cgroups)
         self.seccomp: bytes | None = None
+        self.newroot: str | None = None  # the launcher's mount-point dir, removed if we outlive it
         for name in preload:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
@@ -103,6 +104,7 @@ class Zygote:
                 send(self.control, {"op": "exit", "pid": info.si_pid, "status": status})
 
     def spawn(self, plan: dict[str, Any], fds: list[int]) -> None:
+        self.newroot = plan["newroot"]
         stdio = (os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), fds[0], fds[1])
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         for stream in (sys.stdout, sys.stderr):
@@ -154,7 +156,8 @@ class Zygote:
             data += chunk
 
     def shutdown(self) -> None:
-        """The launcher is gone: kill every agent tree, reap, remove their cgroups."""
+        """The launcher is gone: kill every agent tree, reap, remove their cgroups and the launcher's
+        own directories (a closed launcher has removed them already; a crashed one has not)."""
         for pid, group in self.inits.items():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -164,8 +167,15 @@ class Zygote:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             if group is not None:
+                parents = {os.path.dirname(d) for d in group.dirs}
                 group.remove()
+                for parent in parents:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(parent)
         self.inits.clear()
+        if self.newroot:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.newroot)
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,437 @@
+"""Real sandboxed processes: namespaces, filesystem view, network, seccomp, limits, pause, kill, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from clove_gym.runtime.sandbox import Launcher, Limits, SpawnError, SpawnSpec
+from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS
+
+NS_PROBE = """
+import os, json
+print(json.dumps({n: os.readlink(f"/proc/self/ns/{n}") for n in ("pid", "mnt", "uts", "ipc", "net")}))
+"""
+
+
+def cgroup_dirs(rel: str) -> list[str]:
+    return [d for d in (os.path.join(CGROUP_ROOT, c, rel) for c in V1_CONTROLLERS) if os.path.isdir(d)]
+
+
+def _lines_during(fd: int, seconds: float) -> list[str]:
+    """Lines written to `fd` within `seconds` (returns early at EOF)."""
+    out = b""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+    return out.decode().splitlines()
+
+
+def test_limits_from_json_defaults_and_validation() -> None:
+    assert Limits.from_json(None) == Limits()
+    assert Limits.from_json({"memory": 1 << 26, "memory_mb": 5}).memory == 1 << 26  # unknown keys ignored
+    with pytest.raises(ValueError, match="limits.max_pids"):
+        Limits.from_json({"max_pids": 0})
+    with pytest.raises(ValueError, match="limits.memory"):
+        Limits.from_json({"memory": "256M"})
+    with pytest.raises(ValueError, match="limits.cpu_quota"):
+        Limits.from_json({"cpu_quota": True})
+    with pytest.raises(ValueError, match="limits: expected an object"):
+        Limits.from_json([1])
+
+
+def test_spawnspec_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="argv"):
+        SpawnSpec(1, "a", [], {}, None)
+    with pytest.raises(ValueError, match="name"):
+        SpawnSpec(1, "a/b", ["x"], {}, None)
+    with pytest.raises(ValueError, match="cwd"):
+        SpawnSpec(1, "a", ["x"], {}, "relative")
+
+
+def test_namespaces_are_really_different(runner) -> None:
+    ran = runner.run(NS_PROBE)
+    assert ran.status == 0, ran.err
+    inside = json.loads(ran.out)
+    for name, link in inside.items():
+        assert link != os.readlink(f"/proc/self/ns/{name}"), name
+    iso = ran.agent.isolation
+    assert iso["fully_isolated"] and iso["namespaces"] == {
+        "pid": True,
+        "mnt": True,
+        "uts": True,
+        "ipc": True,
+        "net": True,
+        "user": False,
+    }
+
+
+def test_two_live_agents_do_not_share_namespaces(runner) -> None:
+    started = [
+        runner.start(NS_PROBE + "import sys, time\nsys.stdout.flush()\ntime.sleep(30)\n") for _ in range(2)
+    ]
+    try:
+        views = [json.loads(_lines_during(out_r, 5.0)[0]) for _, out_r, _ in started]
+    finally:
+        for agent, out_r, err_r in started:
+            agent.kill(timeout=0)
+            os.close(out_r)
+            os.close(err_r)
+    assert all(views[0][n] != views[1][n] for n in ("pid", "mnt", "net", "uts", "ipc"))
+
+
+def test_identity_pid_hostname_uid_and_no_terminal(runner) -> None:
+    ran = runner.run(
+        """
+        import os, socket, json, sys
+        print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname(),
+                          "uid": os.getuid(), "sid": os.getsid(0), "pgid": os.getpgid(0),
+                          "tty": os.isatty(0), "stdin": os.readlink("/proc/self/fd/0"),
+                          "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}))
+        """,
+        name="ident",
+    )
+    info = json.loads(ran.out)
+    assert (info["pid"], info["ppid"]) == (2, 1)  # init is 1, the agent is its only child
+    assert info["procs"] == [1, 2]  # its own /proc shows only its namespace
+    assert info["host"] == f"clove-ident_{ran.agent.agent_id}"
+    assert info["uid"] == ran.agent.isolation["uid"] and info["uid"] >= 1 << 30
+    assert info["stdin"] == "/dev/null" and not info["tty"]
+    check = runner.run(
+        "import os\ntry:\n    open('/dev/tty')\nexcept OSError as e:\n    print(type(e).__name__)\n"
+    )
+    assert check.out.strip() in ("FileNotFoundError", "OSError", "PermissionError")
+
+
+def test_private_tmp_no_home_no_foreign_files(runner) -> None:
+    canary_dir = os.path.join("/tmp", f"clove-canary-{os.getpid()}")
+    os.makedirs(canary_dir, exist_ok=True)
+    with open(os.path.join(canary_dir, "secret"), "w") as f:
+        f.write("host secret")
+    try:
+        ran = runner.run(
+            f"""
+            import os, json
+            open("/tmp/agent-file", "w").write("x")
+            print(json.dumps({{"tmp": sorted(os.listdir("/tmp")), "home": os.path.exists("/home") and os.listdir("/home"),
+                              "root": sorted(os.listdir("/root")) if os.path.exists("/root") else [],
+                              "canary": os.path.exists({canary_dir!r}), "work_shared": os.path.exists("/work/shared"),
+                              "etc_writable": os.access("/etc", os.W_OK), "usr_writable": os.access("/usr", os.W_OK)}}))
+            """
+        )
+        assert ran.status == 0, ran.err
+        view = json.loads(ran.out)
+    finally:
+        os.remove(os.path.join(canary_dir, "secret"))
+        os.rmdir(canary_dir)
+    assert "agent-file" in view["tmp"] and not os.path.exists("/tmp/agent-file")  # private tmpfs
+    assert not view["canary"] and not view["work_shared"]
+    assert not view["home"]
+    host_root = set(os.listdir("/root"))
+    assert set(view["root"]) <= {".pyenv"}, view["root"]  # only the interpreter's install path
+    assert len(host_root) > len(view["root"])
+    assert not view["etc_writable"] and not view["usr_writable"]
+
+
+def test_network_namespace_has_only_loopback_and_it_works(runner) -> None:
+    ran = runner.run(
+        """
+        import socket, json
+        srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+        c = socket.create_connection(srv.getsockname(), timeout=2)
+        print(json.dumps({"ifs": [n for _, n in socket.if_nameindex()], "lo_ok": srv.accept()[0] is not None}))
+        """
+    )
+    assert json.loads(ran.out) == {"ifs": ["lo"], "lo_ok": True}
+
+
+def test_network_true_keeps_host_network(runner) -> None:
+    ran = runner.run(NS_PROBE, network=True)
+    assert json.loads(ran.out)["net"] == os.readlink("/proc/self/ns/net")
+    assert ran.agent.isolation["namespaces"]["net"] is False
+
+
+def test_seccomp_denies_listed_syscalls_with_eperm(runner) -> None:
+    ran = runner.run(
+        """
+        import ctypes, errno, json
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(nr, *args):
+            ctypes.set_errno(0)
+            r = libc.syscall(nr, *args)
+            return errno.errorcode.get(ctypes.get_errno(), "OK") if r == -1 else "OK"
+        out = {"io_uring_setup": call(425, 1, 0), "bpf": call(321, 0, 0, 0), "keyctl": call(250, 0, 0),
+               "unshare_user": call(272, 0x10000000), "ptrace_traceme": call(101, 0, 0, 0, 0),
+               "kexec_load": call(246, 0, 0, 0, 0), "init_module": call(175, 0, 0, 0),
+               "getpid": call(39)}
+        out["status"] = [l for l in open("/proc/self/status") if l.startswith("Seccomp:")][0].split()[1]
+        print(json.dumps(out))
+        """
+    )
+    got = json.loads(ran.out)
+    assert got.pop("getpid") == "OK" and got.pop("status") == "2"
+    assert got == dict.fromkeys(got, "EPERM")
+
+
+def test_limits_written_and_mechanism_reported(runner) -> None:
+    limits = Limits(memory=96 << 20, max_pids=12, cpu_quota=30000, cpu_period=100000, cpu_shares=512)
+    agent, out_r, err_r = runner.start("import time\ntime.sleep(30)\n", limits=limits)
+    try:
+        iso = agent.isolation
+        assert iso["mechanism"] == "cgroup1" and iso["cgroups"]["available"]
+        assert iso["limits"] == {"memory": "cgroup1", "max_pids": "cgroup1", "cpu_quota": "cgroup1"}
+        rel = iso["cgroup_path"]
+
+        def read(ctrl: str, name: str) -> str:
+            with open(os.path.join(CGROUP_ROOT, ctrl, rel, name)) as f:
+                return f.read().strip()
+
+        assert read("memory", "memory.limit_in_bytes") == str(96 << 20)
+        assert read("pids", "pids.max") == "12"
+        assert (read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")) == ("30000", "100000")
+        assert read("cpu", "cpu.shares") == "512"
+        assert sorted(int(p) for p in read("freezer", "cgroup.procs").split()) == sorted(agent._group.pids())
+        assert agent.pid in agent._group.pids()
+        m = agent.metrics()
+        assert m["valid"] and m["mechanism"] == "cgroup1" and m["cgroup_path"] == rel
+        assert m["memory"]["max"] == 96 << 20 and m["pids"]["max"] == 12 and m["pids"]["current"] == 2
+        assert m["cpu"]["quota_usec"] == 30000 and m["cpu"]["period_usec"] == 100000
+        assert m["memory"]["current"] > 0 and not agent.oom_killed()
+    finally:
+        agent.kill(timeout=0)
+        os.close(out_r)
+        os.close(err_r)
+    assert cgroup_dirs(rel) == []
+    assert agent.metrics()["valid"] is False and agent.metrics()["cpu"]["usage_usec"] == 0
+
+
+TICKER = """
+import os, sys, time
+if os.fork() == 0:
+    tag = "child"
+else:
+    tag = "parent"
+while True:
+    os.write(1, f"{tag} {time.monotonic()}\\n".encode())
+    time.sleep(0.02)
+"""
+
+
+def test_pause_freezes_the_whole_tree_and_resume_thaws_it(runner) -> None:
+    agent, out_r, err_r = runner.start(TICKER)
+    try:
+        before = _lines_during(out_r, 0.5)
+        assert {line.split()[0] for line in before} == {"parent", "child"}
+        agent.pause()
+        assert agent.paused and agent._group.frozen()
+        _lines_during(out_r, 0.05)  # drain what was written before the freeze completed
+        assert _lines_during(out_r, 0.4) == []
+        agent.resume()
+        after = _lines_during(out_r, 0.5)
+        assert {line.split()[0] for line in after} == {"parent", "child"}
+    finally:
+        agent.kill(timeout=0)
+        os.close(out_r)
+        os.close(err_r)
+
+
+def test_kill_of_paused_agent_ends_the_tree(runner) -> None:
+    agent, out_r, err_r = runner.start(TICKER)
+    try:
+        _lines_during(out_r, 0.3)
+        pids = agent._group.pids()
+        assert len(pids) == 3  # init, agent, its child
+        agent.pause()
+        status = agent.kill(timeout=5.0)  # must not wait 5 s for a frozen SIGTERM handler
+        assert status == 128 + signal.SIGKILL
+        assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+
+
+def test_kill_leaves_nothing_behind(runner) -> None:
+    agent, out_r, err_r = runner.start(
+        """
+        import os, subprocess, time
+        subprocess.Popen(["sleep", "60"])            # grandchild
+        if os.fork() == 0:                           # an orphan: its parent exits at once
+            if os.fork() == 0:
+                time.sleep(60)
+            os._exit(0)
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    assert _lines_during(out_r, 1.0)[:1] == ["ready"]
+    pids = agent._group.pids()
+    rel = agent.isolation["cgroup_path"]
+    assert len(pids) >= 4
+    t0 = time.monotonic()
+    status = agent.kill(timeout=2.0)
+    elapsed = time.monotonic() - t0
+    os.close(out_r)
+    os.close(err_r)
+    assert status == 128 + signal.SIGTERM  # init forwarded SIGTERM; the agent died of it
+    assert elapsed < 2.0
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids)  # no process, no zombie
+    assert cgroup_dirs(rel) == []
+    with pytest.raises(OSError):
+        os.fstat(agent.pidfd)  # pidfd released
+    with open("/proc/self/mountinfo") as f:
+        assert runner.launcher._newroot not in f.read()  # mounts only ever existed in the agent's namespace
+    assert agent.poll() == status and agent.kill() == status
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("import os\nos._exit(3)\n", 3),
+        ("raise RuntimeError('boom')\n", 1),
+        ("import sys\nsys.exit(5)\n", 5),
+        ("import ctypes\nctypes.string_at(0)\n", 128 + signal.SIGSEGV),
+        ("print('fine')\n", 0),
+    ],
+)
+def test_exit_statuses(runner, code: str, status: int) -> None:
+    ran = runner.run(code)
+    assert ran.status == status, ran.err
+    assert ran.agent.isolation["cgroup_path"] and cgroup_dirs(ran.agent.isolation["cgroup_path"]) == []
+
+
+def test_uncaught_exception_traceback_reaches_stderr(runner) -> None:
+    ran = runner.run("raise RuntimeError('boom')\n")
+    assert "RuntimeError: boom" in ran.err
+
+
+def test_non_python_executable_is_execed(runner) -> None:
+    ran = runner.run("", argv=["/bin/sh", "-c", "echo $((6*7)); hostname; exit 4"], name="shell")
+    assert ran.status == 4 and ran.out.split() == ["42", f"clove-shell_{ran.agent.agent_id}"]
+    assert ran.agent.isolation["zygote"] is False
+
+
+def test_cold_python_without_zygote(runner) -> None:
+    ran = runner.run("import sys\nprint(sys.argv[1:])\n", use_zygote=False)
+    assert ran.status == 0 and ran.out.strip() == "[]" and ran.agent.isolation["zygote"] is False
+
+
+def test_spawn_errors_name_the_reason(runner) -> None:
+    with pytest.raises(SpawnError, match="not found"):
+        runner.run("", argv=["no-such-program-xyz"])
+    with pytest.raises(SpawnError, match="cwd"):
+        runner.run("pass\n", cwd="/no/such/dir")
+    with pytest.raises(SpawnError, match="socket_path"):
+        runner.run("pass\n", socket_path="/no/such.sock")
+
+
+def test_kernel_socket_reachable_and_packages_importable(runner) -> None:
+    sock_dir = runner.tmp.parent / f"{runner.tmp.name}-kernel"  # not under the bound script directory
+    sock_dir.mkdir(mode=0o755)
+    (sock_dir / "other-agent.sock").write_text("")
+    path = str(sock_dir / "kernel.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen()
+    srv.settimeout(10)
+    compat = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "..", "runtime", "_compat"
+    )
+    compat = os.path.realpath(compat)
+    env = {"PATH": "/usr/bin:/bin"}
+    if os.path.isdir(compat):
+        env["PYTHONPATH"] = compat
+    script = runner.script(
+        f"""
+        import os, socket, sys
+        import clove_gym.runtime.protocol
+        sdk = "yes"
+        try:
+            import clove_sdk
+        except ImportError:
+            sdk = "missing"
+        s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"hello " + sdk.encode())
+        print(sorted(os.listdir({str(sock_dir)!r})))
+        """
+    )
+    ran = runner.run("", argv=[sys.executable, script, path], socket_path=path, env=env)
+    assert ran.status == 0, ran.err + ran.out
+    conn, _ = srv.accept()
+    greeting = conn.recv(100)
+    conn.close()
+    srv.close()
+    assert ran.status == 0, ran.err
+    assert greeting == (b"hello yes" if "PYTHONPATH" in env else b"hello missing")
+    shutil.rmtree(sock_dir)
+    assert ran.out.strip() == "['kernel.sock']"  # the other agent's socket is not visible
+
+
+def test_unsandboxed_agent_shares_host_namespaces_but_not_network(runner) -> None:
+    ran = runner.run(NS_PROBE, sandboxed=False)
+    inside = json.loads(ran.out)
+    assert inside["pid"] == os.readlink("/proc/self/ns/pid") and inside["mnt"] == os.readlink(
+        "/proc/self/ns/mnt"
+    )
+    assert inside["net"] != os.readlink("/proc/self/ns/net")
+    iso = ran.agent.isolation
+    assert not iso["fully_isolated"] and "sandboxed=false" in iso["degraded_reason"]
+
+
+def test_close_kills_everything_and_removes_cgroups_and_temp_dir(runner) -> None:
+    with Launcher(root_cgroup_name="clove-gym-test") as launcher:
+        agents = [
+            launcher.spawn(
+                SpawnSpec(
+                    i,
+                    f"c{i}",
+                    [sys.executable, runner.script(TICKER)],
+                    {},
+                    None,
+                    stdout_fd=os.open(os.devnull, os.O_WRONLY),
+                )
+            )
+            for i in (1, 2)
+        ]
+        pids = [p for a in agents for p in a._group.pids()]
+        tag_dirs = [os.path.join(CGROUP_ROOT, c, "clove-gym-test", launcher._tag) for c in V1_CONTROLLERS]
+        newroot, zygote = launcher._newroot, launcher._zygote
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    assert not any(os.path.exists(d) for d in tag_dirs)
+    assert not os.path.exists(newroot) and zygote.poll() is not None
+    with pytest.raises(SpawnError, match="closed"):
+        launcher.spawn(SpawnSpec(9, "late", ["true"], {}, None))
+
+
+def test_crashed_launcher_process_leaves_nothing_behind(runner) -> None:
+    code = textwrap.dedent(
+        """
+        import os, sys, json
+        from clove_gym.runtime.sandbox import Launcher, SpawnSpec
+        launcher = Launcher(root_cgroup_name="clove-gym-test")
+        agent = launcher.spawn(SpawnSpec(1, "orphan", ["sleep", "60"], {"PATH": "/usr/bin:/bin"}, None))
+        print(json.dumps({"pids": agent._group.pids(), "rel": agent.isolation["cgroup_path"], "newroot": launcher._newroot}), flush=True)
+        os._exit(1)  # a kernel crash: no close(), no atexit
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    info = json.loads(proc.stdout)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        cgroup_dirs(info["rel"]) or any(os.path.exists(f"/proc/{p}") for p in info["pids"])
+    ):
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{p}") for p in info["pids"])
+    assert cgroup_dirs(info["rel"]) == [] and cgroup_dirs(os.path.dirname(info["rel"])) == []
+    assert not os.path.exists(info["newroot"])
