@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
@@ -241,6 +242,25 @@ def payloads(draw, op=None):
 
 
 @st.composite
+def bad_tails(draw) -> bytes:
+    """What may follow the good frames of a read: nothing, bad magic, an oversize header, a truncated
+    frame, garbage."""
+    kind = draw(st.sampled_from(["none", "none", "magic", "oversize", "truncated", "garbage"]))
+    if kind == "magic":
+        return b"XXXX" + encode_frame(1, 0, b"abc")[4:]
+    if kind == "oversize":
+        return encode_frame(1, 0x20, b"")[:9] + draw(st.integers(D.MAX_PAYLOAD + 1, 2**64 - 1)).to_bytes(
+            8, "little"
+        )
+    if kind == "truncated":
+        whole = encode_frame(1, 0x20, b'{"to": 2}')
+        return whole[: draw(st.integers(0, len(whole) - 1))]
+    if kind == "garbage":
+        return draw(st.binary(max_size=30))
+    return b""
+
+
+@st.composite
 def requests(draw, ops=OPS):
     op = draw(st.sampled_from(ops))
     return op, draw(payloads(op if op in OPS else None))
@@ -249,7 +269,10 @@ def requests(draw, ops=OPS):
 steps = st.one_of(
     st.tuples(st.just("handle"), st.sampled_from(AGENTS), requests()),
     st.tuples(
-        st.just("process"), st.sampled_from(AGENTS), st.lists(requests(OPS + [0x01, 0xFE]), max_size=4)
+        st.just("process"),
+        st.sampled_from(AGENTS),
+        st.lists(requests(OPS + [0x01, 0xFE]), max_size=4),
+        bad_tails(),
     ),
     st.tuples(st.just("add"), st.sampled_from(AGENTS + [9])),
     st.tuples(st.just("remove"), st.sampled_from(AGENTS)),
@@ -267,7 +290,7 @@ def run_steps(pair, seq) -> None:
         if kind == "handle":
             pair.call("handle", step[1], step[2][0], step[2][1], now)
         elif kind == "process":
-            buf = b"".join(encode_frame(99, op, data) for op, data in step[2])
+            buf = b"".join(encode_frame(99, op, data) for op, data in step[2]) + step[3]
             pair.call("process", step[1], buf, 0, now, now - 5000)
         elif kind == "add":
             pair.call("add_agent", step[1])
@@ -473,15 +496,19 @@ def test_random_splits_of_a_stream(make_pair):
             buf = buf[pos:]
         return out, buf
 
+    rng = random.Random(7)
+    cuttings = [[cut] for cut in range(len(stream) + 1)]  # one cut at every position
+    cuttings += [sorted(rng.sample(range(len(stream)), rng.randint(2, 12))) for _ in range(100)]
     whole = None
-    for cut in range(len(stream) + 1):
+    for cuts in cuttings:
         pair = make_pair()
         for plane in (pair.py, pair.c):
             plane.add_agent(2)
             plane.set_fast_ops([0x00, 0x20, 0x21, 0x22, 0x30])  # FETCH goes the slow way
-        chunks = [stream[:cut], stream[cut:]]
+        bounds = [0, *cuts, len(stream)]
+        chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
         py, c = feed(pair.py, chunks), feed(pair.c, chunks)
-        assert c == py, cut
+        assert c == py, cuts
         assert py[1] == b""
         whole = whole or py[0]
         assert py[0] == whole  # cutting the stream anywhere changes nothing
