@@ -41,15 +41,15 @@ class EventBus:
     def subscribe(self, agent_id: int, types: list[str]) -> None:
         self._subs.setdefault(agent_id, set()).update(normalise_type(t) for t in types)
 
-    def unsubscribe(self, agent_id: int, types: list[str] | None) -> None:
-        """Drop the given types, or every subscription when `types` is None. Queued events stay."""
+    def unsubscribe(self, agent_id: int, types: list[str] | None) -> list[str]:
+        """Drop the given types, or every subscription when `types` is None; returns the types dropped.
+        Queued events stay."""
         subs = self._subs.get(agent_id)
         if subs is None:
-            return
-        if types is None:
-            subs.clear()
-        else:
-            subs.difference_update(normalise_type(t) for t in types)
+            return []
+        dropped = set(subs) if types is None else subs & {normalise_type(t) for t in types}
+        subs.difference_update(dropped)
+        return sorted(dropped)
 
     def has_subscribers(self, event_type: str) -> bool:
         return any(event_type in s for s in self._subs.values())

@@ -227,6 +227,10 @@ class Kernel(SyscallHandlers):
         """Stop serving, stop every spawned agent, flush the trace, remove the socket. Idempotent."""
         if not self._running and self._stopped.is_set():
             return
+        if self._thread is None and not self._running:  # never started (or bind failed): just clean up
+            self._shutdown()
+            self._stopped.set()
+            return
         self._running = False
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clove_gym.runtime import metrics
-from clove_gym.runtime.hostcalls import BadRequest, field
+from clove_gym.runtime.hostcalls import field
 from clove_gym.runtime.protocol import Op
 
 if TYPE_CHECKING:
@@ -63,5 +63,5 @@ def answer(k: Kernel, aid: int, op: int, req: dict[str, Any]) -> dict[str, Any]:
         agent = k.agents.get(aid)
         path = _cgroup_of(agent) if agent is not None else None
         if path is None:
-            raise BadRequest(f"no cgroup for agent {aid}: give 'cgroup_path' (relative to /sys/fs/cgroup)")
+            path = f"clove/agent-{aid}"  # spec §2.11: a path that exists only for spawned agents
     return metrics.cgroup_metrics(path)

@@ -205,6 +205,14 @@ class Replayer:
         self.first_divergence = None
         self.state = "running" if entries else "completed"
 
+    def fail(self, error: str) -> None:
+        """A replay that could not start: state `error` with the reason (callers read `error`)."""
+        self.entries = []
+        self.current = self.replayed = self.skipped = self.divergences = 0
+        self.first_divergence = None
+        self.last_error = error
+        self.state = "error"
+
     def step(self, execute: Callable[[int, int, bytes], bytes], budget: int = 200) -> None:
         """Replay up to `budget` entries through `execute(agent_id, opcode, payload) -> response`."""
         while self.state == "running" and budget > 0 and self.current < len(self.entries):

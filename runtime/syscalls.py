@@ -709,9 +709,9 @@ class SyscallHandlers:
             return _fail(str(exc))
         if types is not None and not types:
             return _fail("No events specified")
-        self.bus.unsubscribe(aid, types)
+        dropped = self.bus.unsubscribe(aid, types)
         self._update_fast_ops()
-        return {"success": True, "unsubscribed": list(EVENT_TYPES) if types is None else types}
+        return {"success": True, "unsubscribed": dropped}
 
     def _poll_events(
         self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None
@@ -837,10 +837,12 @@ class SyscallHandlers:
             return _fail(str(exc))
         raw = req.get("recording", req.get("recording_data"))  # C3: both keys
         if raw is None:
+            self.replayer.fail("No recording loaded")
             return _fail("No recording loaded")
         try:
             entries = Replayer.parse(raw)
         except ValueError as exc:
+            self.replayer.fail(f"Failed to import recording data: {exc}")
             return _fail(f"Failed to import recording data: {exc}")
         self.replayer.load(entries, strict)  # C4: a new replay supersedes a running one
         self.audit.log("SYSCALL", "REPLAY_STARTED", aid, {"entries": len(entries), "strict": strict})

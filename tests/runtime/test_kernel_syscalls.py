@@ -328,3 +328,29 @@ def test_stale_socket_replaced_live_socket_not_stolen(tmp_path):
             Kernel(path).start()
         assert os.path.exists(k.socket_path)
     assert not os.path.exists(path)  # removed on a clean stop
+
+
+def test_unsubscribe_reports_dropped_and_bad_replay_sets_error_state(connect):
+    c = connect()
+    c.call(Op.SUBSCRIBE, {"events": ["CUSTOM", "AGENT_EXITED"]})
+    assert c.call(Op.UNSUBSCRIBE, {"event_types": ["CUSTOM", "STATE_CHANGED"]})["unsubscribed"] == ["CUSTOM"]
+    assert c.call(Op.UNSUBSCRIBE, {"all": True})["unsubscribed"] == ["AGENT_EXITED"]
+    assert c.call(Op.REPLAY_START, {})["error"] == "No recording loaded"
+    status = c.call(Op.REPLAY_STATUS, {})
+    assert status["state"] == "error" and status["error"] == "No recording loaded"
+    default = c.call(Op.METRICS_CGROUP, {})
+    assert default["success"] is False and default["error"] == "Cgroup not found or not readable"
+    assert default["cgroup_path"].startswith("clove/agent-")
+
+
+def test_stop_after_failed_start_returns_at_once(tmp_path):
+    from clove_gym.runtime.kernel import Kernel, KernelError
+
+    path = str(tmp_path / "live.sock")
+    with Kernel(path):
+        second = Kernel(path)
+        with pytest.raises(KernelError):
+            second.start()
+        t0 = time.monotonic()
+        second.stop()
+        assert time.monotonic() - t0 < 1.0
