@@ -43,6 +43,7 @@ class PlainSpec:
     argv: list[str]
     env: dict[str, str]
     cwd: str | None = None
+    stdout_fd: int | None = None  # becomes the child's fd 1 and 2 (inherited when None)
 
 
 def _status_of(returncode: int) -> int:
@@ -120,6 +121,8 @@ class PlainLauncher:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 close_fds=True,
+                stdout=spec.stdout_fd,
+                stderr=spec.stdout_fd,
             )
         except OSError as exc:
             raise SpawnError(f"failed to spawn agent: {exc.strerror or exc}") from None

@@ -397,6 +397,7 @@ class SyscallHandlers:
             max_restarts = field(req, "max_restarts", int, 5)
             window = field(req, "restart_window", int, 300)
             cwd = field(req, "cwd", str)
+            log = field(req, "log", str)  # our extension: append the agent's stdout+stderr to this file
             limits = Limits.from_json(limits)
         except BadRequest as exc:
             return _fail(str(exc))
@@ -418,7 +419,7 @@ class SyscallHandlers:
         name = name or f"agent_{agent_id}"
         argv = child_argv(script, interpreter, self.socket_path)
         env = child_env(dict(os.environ), self.socket_path, agent_id, name)
-        launch = self._launch_fn(agent_id, name, argv, env, cwd, sandboxed, network, limits)
+        launch = self._launch_fn(agent_id, name, argv, env, cwd, sandboxed, network, limits, log)
 
         def spawned(proc: Any) -> dict[str, Any]:
             if isinstance(proc, Exception):
@@ -468,6 +469,7 @@ class SyscallHandlers:
         sandboxed: bool,
         network: bool,
         limits: Limits,
+        log: str | None = None,
     ) -> Callable[[], Any]:
         """The work a spawn does on a worker thread; returns the process, or the error as a value.
         Sandboxed agents go through the sandbox launcher (namespaces, cgroups, seccomp, zygote);
@@ -490,13 +492,24 @@ class SyscallHandlers:
             spec = PlainSpec(agent_id=agent_id, name=name, argv=argv, env=env, cwd=cwd)
 
         def launch() -> Any:
+            fd = None
             try:
+                if log:
+                    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+                    spec.stdout_fd = fd
+                    if sandboxed:
+                        spec.stderr_fd = fd
                 if sandboxed:
                     with self._sandbox_lock:
                         return self.sandbox().spawn(spec)
                 return self.launcher.spawn(spec)
             except (SpawnError, SandboxSpawnError) as exc:
                 return SpawnError(f"failed to spawn agent: {exc}")
+            except OSError as exc:
+                return SpawnError(f"failed to spawn agent: cannot open log {log}: {exc.strerror}")
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
         return launch
 

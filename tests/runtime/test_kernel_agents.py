@@ -131,3 +131,18 @@ def test_stop_kills_every_agent(tmp_path, worker, raw_client):
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not os.path.exists(k.socket_path)
+
+
+@pytest.mark.parametrize("sandboxed", [False, True])
+def test_spawn_log_captures_agent_output(connect, agent_dir, sandboxed):
+    script = agent_dir / "talk.py"
+    script.write_text("import sys\nprint('to stdout', flush=True)\nprint('to stderr', file=sys.stderr)\n")
+    script.chmod(0o644)
+    log = agent_dir / "talk.log"
+    c = connect()
+    c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED"]})
+    assert c.call(Op.SPAWN, {"script": str(script), "log": str(log), "sandboxed": sandboxed})["success"]
+    _wait(lambda: c.call(Op.POLL_EVENTS, {})["events"])
+    assert log.read_text().splitlines() == ["to stdout", "to stderr"]
+    bad = c.call(Op.SPAWN, {"script": str(script), "log": "/nonexistent-dir/x.log", "sandboxed": sandboxed})
+    assert bad["success"] is False and "cannot open log" in bad["error"]
