@@ -1,0 +1,194 @@
+"""Host link: framed commands over a byte stream (UART) driving the Core (sim/SPEC.md §5).
+
+Every frame gets exactly one response frame. A bad CRC, a length that does not match the opcode, an
+unknown opcode, a bad argument or an inter-byte timeout is counted and answered with an error frame,
+and the parser goes back to hunting for SYNC: no input sequence can wedge the link.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import crc, data, stream, wiring
+from amaranth.lib.crc.catalog import CRC8_SMBUS
+from amaranth.lib.wiring import In, Out
+from clove_gym.runtime.protocol import Op
+from clove_gym.sim.params import HwParams
+
+from .linkproto import COMMANDS, ERR_ARG, ERR_CRC, ERR_LENGTH, ERR_OPCODE, ERR_TIMEOUT, ERROR, SYNC
+
+RESP_BYTES = max(r for _, r in COMMANDS.values())
+
+
+class HostLink(wiring.Component):
+    """`rx`/`tx` byte streams; master of the Core's ports; `replay_start`/`replay_status` to the replayer."""
+
+    def __init__(self, params: HwParams, timeout_cycles: int) -> None:
+        self.p = params.validate()
+        self.timeout = timeout_cycles
+        ab = params.agent_bits
+        super().__init__(
+            {
+                "rx": In(stream.Signature(8)),
+                "tx": Out(stream.Signature(8)),
+                "enq": Out(stream.Signature(data.StructLayout({"agent": ab, "cost": params.cost_bits}))),
+                "disp": In(stream.Signature(ab)),
+                "send": Out(stream.Signature(data.StructLayout(
+                    {"src": ab, "dst": ab, "payload": params.payload_bits, "broadcast": 1}))),
+                "recv": Out(stream.Signature(ab)),
+                "rdata": In(data.StructLayout({"src": ab, "payload": params.payload_bits})),
+                "rdata_valid": In(1),
+                "replay_start": Out(1),
+                "replay_status": In(13 * 8),
+                "frames_ok": Out(16),
+                "frames_bad": Out(16),
+            }
+        )  # fmt: skip
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.p
+        m.submodules.rx_crc = rx_crc = crc.Processor(CRC8_SMBUS(data_width=8))
+        m.submodules.tx_crc = tx_crc = crc.Processor(CRC8_SMBUS(data_width=8))
+        op, agent, length, count = Signal(8), Signal(8), Signal(8), Signal(8)
+        args = Array(Signal(8, name=f"arg{i}") for i in range(3))
+        crc_ok = Signal()
+        resp = Signal(RESP_BYTES * 8)
+        resp_op, resp_len = Signal(8), Signal(8)
+        tx_idx = Signal(range(RESP_BYTES + 6))
+        idle = Signal(range(self.timeout + 1))
+        byte, got = self.rx.payload, self.rx.valid
+        m.d.comb += [self.rx.ready.eq(1), rx_crc.data.eq(byte)]
+
+        known, want_len, out_len = Signal(), Signal(8), Signal(8)
+        with m.Switch(op):
+            for code, (req, rsp) in COMMANDS.items():
+                with m.Case(code):
+                    m.d.comb += [known.eq(1), want_len.eq(req), out_len.eq(rsp)]
+
+        def respond(code: int | None = None) -> list:
+            """Statements that queue the response (an error frame when `code` is given)."""
+            if code is None:
+                return [resp_op.eq(op), resp_len.eq(out_len), tx_idx.eq(0)]
+            return [resp_op.eq(ERROR), resp_len.eq(2), resp.eq(Cat(Const(code, 8), op)), tx_idx.eq(0),
+                    self.frames_bad.eq(self.frames_bad + 1)]  # fmt: skip
+
+        def receive(stmts: list, nxt: str | None) -> None:
+            """In a frame state: take a byte (and go to `nxt`), or time out into an error response."""
+            with m.If(got):
+                m.d.sync += [*stmts, idle.eq(0)]
+                if nxt:
+                    m.next = nxt
+            with m.Elif(idle == self.timeout):
+                m.d.sync += respond(ERR_TIMEOUT)
+                m.next = "RESPOND"
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
+
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.sync += idle.eq(0)
+                with m.If(got & (byte == SYNC)):
+                    m.d.comb += rx_crc.start.eq(1)
+                    m.next = "OP"
+            with m.State("OP"):
+                m.d.comb += rx_crc.valid.eq(got)
+                receive([op.eq(byte)], "AGENT")
+            with m.State("AGENT"):
+                m.d.comb += rx_crc.valid.eq(got)
+                receive([agent.eq(byte)], "LEN")
+            with m.State("LEN"):
+                m.d.comb += rx_crc.valid.eq(got)
+                receive([length.eq(byte), count.eq(0)], None)
+                with m.If(got):
+                    m.next = "PAYLOAD"
+                    with m.If(byte == 0):
+                        m.next = "CRC"
+            with m.State("PAYLOAD"):
+                m.d.comb += rx_crc.valid.eq(got)
+                receive([count.eq(count + 1)], None)
+                with m.If(got):
+                    with m.If(count < 3):
+                        m.d.sync += args[count[:2]].eq(byte)
+                    with m.If(count + 1 == length):
+                        m.next = "CRC"
+            with m.State("CRC"):
+                receive([crc_ok.eq(byte == rx_crc.crc)], "CHECK")
+            with m.State("CHECK"):
+                bad_arg = (agent >= p.agents) | (
+                    (op == Op.THINK) & ((args[0] == 0) | (args[0] > p.max_cost))) | (
+                    (op == Op.SEND) & (args[0] >= p.agents))  # fmt: skip
+                m.next = "RESPOND"
+                with m.If(~crc_ok):
+                    m.d.sync += respond(ERR_CRC)
+                with m.Elif(~known):
+                    m.d.sync += respond(ERR_OPCODE)
+                with m.Elif(length != want_len):
+                    m.d.sync += respond(ERR_LENGTH)
+                with m.Elif(bad_arg):
+                    m.d.sync += respond(ERR_ARG)
+                with m.Else():
+                    m.d.sync += [*respond(), self.frames_ok.eq(self.frames_ok + 1)]
+                    m.next = "EXEC"
+            with m.State("EXEC"):
+                m.next = "RESPOND"
+                with m.Switch(op):
+                    with m.Case(Op.THINK):
+                        m.d.comb += [self.enq.valid.eq(1), self.enq.payload.agent.eq(agent),
+                                     self.enq.payload.cost.eq(args[0])]  # fmt: skip
+                        m.d.sync += resp.eq(self.enq.ready)
+                    with m.Case(Op.ASYNC_POLL):
+                        m.d.comb += self.disp.ready.eq(1)
+                        m.d.sync += resp.eq(
+                            Cat(self.disp.valid, Const(0, 7), Mux(self.disp.valid, self.disp.payload, 0))
+                        )
+                    with m.Case(Op.SEND, Op.BROADCAST):
+                        bcast = op == Op.BROADCAST
+                        m.d.comb += [
+                            self.send.valid.eq(1),
+                            self.send.payload.src.eq(agent),
+                            self.send.payload.dst.eq(args[0]),
+                            self.send.payload.payload.eq(
+                                Mux(bcast, Cat(args[0], args[1]), Cat(args[1], args[2]))
+                            ),
+                            self.send.payload.broadcast.eq(bcast),
+                        ]
+                        m.d.sync += resp.eq(self.send.ready)
+                    with m.Case(Op.RECV):
+                        m.d.comb += [self.recv.valid.eq(1), self.recv.payload.eq(agent)]
+                        m.d.sync += resp.eq(self.recv.ready)
+                        m.next = "RECV_DATA"
+                    with m.Case(Op.REPLAY_START):
+                        m.d.comb += self.replay_start.eq(1)
+                        m.d.sync += resp.eq(1)
+                    with m.Case(Op.REPLAY_STATUS):
+                        m.d.sync += resp.eq(self.replay_status)
+                    with m.Case(Op.NOOP):
+                        m.d.sync += resp.eq(Cat(self.frames_ok, self.frames_bad))
+            with m.State("RECV_DATA"):  # the popped message is out one cycle after the recv
+                src8, payload16 = Signal(8), Signal(16)
+                m.d.comb += [src8.eq(self.rdata.src), payload16.eq(self.rdata.payload)]
+                with m.If(self.rdata_valid):
+                    m.d.sync += resp.eq(Cat(Const(1, 8), src8, payload16))
+                m.next = "RESPOND"
+            with m.State("RESPOND"):
+                last = resp_len + 4
+                cur = Signal(8)
+                with m.Switch(tx_idx):
+                    for i, value in enumerate((SYNC, resp_op, agent, resp_len)):
+                        with m.Case(i):
+                            m.d.comb += cur.eq(value)
+                    with m.Default():
+                        with m.If(tx_idx == last):
+                            m.d.comb += cur.eq(tx_crc.crc)
+                        with m.Else():
+                            m.d.comb += cur.eq(resp.word_select((tx_idx - 4)[:4], 8))
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(cur), tx_crc.data.eq(cur)]
+                with m.If(self.tx.ready):
+                    m.d.comb += [
+                        tx_crc.start.eq(tx_idx == 0),
+                        tx_crc.valid.eq((tx_idx != 0) & (tx_idx != last)),
+                    ]
+                    m.d.sync += tx_idx.eq(tx_idx + 1)
+                    with m.If(tx_idx == last):
+                        m.next = "HUNT"
+        return m
