@@ -18,6 +18,7 @@ Deliberate departures from the reference, all bounded-resource fixes (C14):
 from __future__ import annotations
 
 import json
+import struct
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -193,6 +194,8 @@ class DataPlane:
         record. `now_ns` fixes the clock (tests); 0 reads time.monotonic_ns(). `recv_ns` is when the
         bytes arrived, for queue_ns (0 = unknown).
         """
+        if not 0 <= agent_id <= 0xFFFFFFFF:  # the response header could not carry it: refuse before acting
+            raise struct.error("'I' format requires 0 <= number <= 4294967295")
         out = bytearray()
         end = len(buf)
         fast = self._fast
