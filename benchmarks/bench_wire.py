@@ -23,7 +23,8 @@ class FrameConn:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self._buf = bytearray()
-        self.agent_id = 0  # learnt from the first reply header
+        self.agent_id = 0  # the connection's identity, learnt from the first reply header
+        self.reply_id = 0  # the agent id in the latest reply header (must always equal agent_id)
 
     def __enter__(self) -> FrameConn:
         return self
@@ -53,7 +54,8 @@ class FrameConn:
         self._fill(HEADER_SIZE + size)
         payload = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + size])
         del self._buf[: HEADER_SIZE + size]
-        self.agent_id = agent_id
+        self.reply_id = agent_id
+        self.agent_id = self.agent_id or agent_id
         return opcode, payload
 
     def read_frames(self, n: int) -> list[bytes]:

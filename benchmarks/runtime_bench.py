@@ -190,8 +190,9 @@ def measure_plane(plane: str, place: Placement, params: Params, tmp: str, report
         rt: dict[str, list[dict[str, Any]]] = {"echo": [], "off": [], "on": []}
         many: dict[str, list[dict[str, Any]]] = {"echo": [], "off": []}
         rates: dict[str, list[float]] = {"sendrecv": [], "broadcast": [], "queue": []}
-        for _ in range(params.reps):
-            for key, path in (("echo", echo_path), ("off", off_path), ("on", on_path)):
+        targets = [("echo", echo_path), ("off", off_path), ("on", on_path)]
+        for rep in range(params.reps):
+            for key, path in targets[rep % 3 :] + targets[: rep % 3]:  # rotate: no run always goes first
                 rt[key].append(ping_client(path, cc, rounds=params.noop_rounds, size=64))
             for key, path in (("echo", echo_path), ("off", off_path)):
                 many[key].append(ping_client(path, cc, conns=64, seconds=params.clients_seconds, size=64))

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,7 +217,7 @@ def _fuzz_worker(path: str, seed: int, frames: int, out: Any) -> None:
             for c, batch in zip(conns, sent, strict=True):
                 for op, payload in batch:
                     reply = c.read_frame()
-                    problem = _check_any(op, payload, c.agent_id, reply)
+                    problem = _check_any(op, payload, c.agent_id, reply, c.reply_id)
                     if problem and len(result["problems"]) < 20:
                         result["problems"].append(f"op 0x{op:02X} payload {payload[:120]!r}: {problem}")
                     result["errors"] += reply[1].startswith(b'{"success": false')
@@ -231,12 +232,12 @@ def _fuzz_worker(path: str, seed: int, frames: int, out: Any) -> None:
     out.put(result)
 
 
-def _check_any(op: int, payload: bytes, conn_id: int, reply: tuple[int, bytes]) -> str | None:
+def _check_any(op: int, payload: bytes, conn_id: int, reply: tuple[int, bytes], reply_id: int) -> str | None:
     if op not in SEEDS:  # outside the table: an error naming the opcode
-        if reply[0] != op or not reply[1].startswith(b'{"success": false'):
-            return f"unknown opcode answered {reply!r:.200}"
+        if reply[0] != op or reply_id != conn_id or not reply[1].startswith(b'{"success": false'):
+            return f"unknown opcode answered {reply!r:.200} (header id {reply_id}, connection {conn_id})"
         return None
-    return check_reply(op, payload, conn_id, reply, conn_id)
+    return check_reply(op, payload, conn_id, reply, reply_id)
 
 
 def _witness(path: str, stop: Any, out: Any) -> None:
@@ -268,12 +269,24 @@ def _witness(path: str, stop: Any, out: Any) -> None:
     out.put({"done": done, "problems": problems[:20], "worst_s": worst})
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("fuzz")
+def _kernel(tmp: Path, python_plane: bool) -> KernelProcess:
     env = {k: v for k, v in os.environ.items() if k != "GEMINI_API_KEY"}
     env["CLOVE_GEMINI_BASE_URL"] = "http://127.0.0.1:9"  # nothing listens: no request leaves the host
-    with KernelProcess(str(tmp / "k.sock"), env=env, cwd=str(tmp)) as k:
+    return KernelProcess(str(tmp / "k.sock"), env=env, cwd=str(tmp), python_plane=python_plane)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory):
+    """The default kernel (C data plane when built) for the million-frame run."""
+    with _kernel(tmp_path_factory.mktemp("fuzz"), False) as k:
+        yield k
+        assert k.alive(), f"kernel died: {k.stderr_text()[-2000:]}"
+
+
+@pytest.fixture(scope="module", params=["native", "python"])
+def plane_kernel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One kernel per data plane for the per-handler tests."""
+    with _kernel(tmp_path_factory.mktemp(f"handlers-{request.param}"), request.param == "python") as k:
         yield k
         assert k.alive(), f"kernel died: {k.stderr_text()[-2000:]}"
 
@@ -369,7 +382,10 @@ json_values = st.recursive(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_wrong_json_types_in_every_field_of_every_handler(kernel: KernelProcess, data: st.DataObject) -> None:
+def test_wrong_json_types_in_every_field_of_every_handler(
+    plane_kernel: KernelProcess, data: st.DataObject
+) -> None:
+    kernel = plane_kernel
     op = data.draw(st.sampled_from(sorted(FIELDS)))
     name = data.draw(st.sampled_from(FIELDS[op]))
     value = data.draw(json_values)
@@ -382,18 +398,19 @@ def test_wrong_json_types_in_every_field_of_every_handler(kernel: KernelProcess,
     with FrameConn(kernel.socket_path, timeout=30) as c:
         assert b'"success": true' in c.call(encode_frame(0, Op.SET_PERMS, NO_RIGHTS))[1]
         reply = c.call(encode_frame(0, op, payload))
-        problem = check_reply(op, payload, c.agent_id, reply, c.agent_id)
+        problem = check_reply(op, payload, c.agent_id, reply, c.reply_id)
         assert problem is None, f"{Op(op).name} {payload[:200]!r}: {problem}"
         assert c.call(encode_frame(0, Op.NOOP, b"alive")) == (Op.NOOP, b"alive")
 
 
 @pytest.mark.parametrize("op", sorted(set(SEEDS) - {Op.NOOP}))
-def test_non_utf8_payload_is_an_error_for_every_json_opcode(kernel: KernelProcess, op: int) -> None:
+def test_non_utf8_payload_is_an_error_for_every_json_opcode(plane_kernel: KernelProcess, op: int) -> None:
+    kernel = plane_kernel
     bad = b'{"key": "\xff\xfe", "name": "\xc3\x28", "message": "\xed\xa0\x80"}'
     with FrameConn(kernel.socket_path, timeout=30) as c:
         c.call(encode_frame(0, Op.SET_PERMS, NO_RIGHTS))
         reply = c.call(encode_frame(0, op, bad))
-        assert check_reply(op, bad, c.agent_id, reply, c.agent_id) is None
+        assert check_reply(op, bad, c.agent_id, reply, c.reply_id) is None
         if op not in (
             Op.EXIT,
             Op.LIST,

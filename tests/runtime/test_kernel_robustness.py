@@ -109,14 +109,16 @@ def test_header_agent_id_is_ignored_sender_is_the_real_connection(kernel: Kernel
         send = encode_frame(a.agent_id, Op.SEND, json.dumps({"to": b.agent_id, "message": "hi"}).encode())
         m.send(send)
         op, reply = m.read_frame()
-        assert m.agent_id != a.agent_id, "the reply header carried the claimed id"
+        assert m.reply_id == m.agent_id != a.agent_id, "the reply header carried the claimed id"
         assert json.loads(reply)["success"] is True
         op, reply = b.call(encode_frame(a.agent_id, Op.RECV, b'{"max": 10}'))
+        assert b.reply_id == b.agent_id
         (msg,) = json.loads(reply)["messages"]
         assert msg["from"] == msg["from_id"] == m.agent_id
         # m claims a's id to read a's mailbox: it gets its own (empty) mailbox
         b.call(encode_frame(0, Op.SEND, json.dumps({"to": a.agent_id, "message": "secret"}).encode()))
         op, reply = m.call(encode_frame(a.agent_id, Op.RECV, b'{"max": 10}'))
+        assert m.reply_id == m.agent_id
         assert json.loads(reply)["count"] == 0
         op, reply = a.call(encode_frame(0, Op.RECV, b'{"max": 10}'))
         assert [x["message"] for x in json.loads(reply)["messages"]] == ["secret"]
