@@ -27,6 +27,7 @@ from .zygote import recv, send
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
 _DEFAULT_PRELOAD = ("json", "socket", "struct", "asyncio", "clove_gym.runtime.protocol", "clove_sdk")
+_CLOVE_GYM_FOLDERS = ("runtime", "worlds", "benchmarks", "sim", "hw", "native")
 _UID_BASE = 1 << 30  # agents' uids: far above any real account; AGENT_GID = _UID_BASE is their shared group
 _EXIT_WAIT = 5.0
 _ZYGOTE_MAIN = "import sys; from clove_gym.runtime.sandbox.zygote import main; main(sys.argv[1:])"
@@ -37,8 +38,11 @@ def _python_roots() -> list[str]:
     """Directories an agent needs to run this interpreter and import clove_gym and clove_sdk."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
     roots.update(p for p in sys.path[1:] if p and os.path.isdir(p))  # [0] is the launcher's script dir
-    runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    roots.add(os.path.dirname(runtime_dir))  # the folder holding every clove_gym.<folder> package
+    for folder in _CLOVE_GYM_FOLDERS:  # each package, not the checkout around them (tests, .git, ...)
+        with contextlib.suppress(ImportError, ValueError):
+            spec = importlib.util.find_spec(f"clove_gym.{folder}")
+            if spec is not None and spec.submodule_search_locations:
+                roots.update(spec.submodule_search_locations)
     with contextlib.suppress(ImportError, ValueError):
         spec = importlib.util.find_spec("clove_sdk")
         if spec is not None and spec.submodule_search_locations:
