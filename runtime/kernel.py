@@ -84,6 +84,7 @@ class Connection:
         "recv_ns",
         "async_results",
         "throttled",
+        "admin",
     )
 
     def __init__(self, sock: socket.socket, agent_id: int, peer_pid: int) -> None:
@@ -101,6 +102,7 @@ class Connection:
         self.recv_ns = 0
         self.async_results: deque[dict[str, Any]] = deque(maxlen=ASYNC_RESULTS_LIMIT)
         self.throttled = False
+        self.admin = False
 
 
 class KernelError(RuntimeError):
@@ -170,7 +172,6 @@ class Kernel(SyscallHandlers):
         self._perms: dict[int, Permissions] = {}
         self.agents: dict[int, ManagedAgent] = {}
         self.supervisor = Supervisor()
-        self._unbound_pids: dict[int, int] = {}  # pid of a spawned agent -> its id, until it connects
         self._next_id = 1
         self._request_counter = 0
         self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -345,11 +346,15 @@ class Kernel(SyscallHandlers):
                 sock.close()
                 continue
             sock.setblocking(False)
-            pid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[0]
-            agent_id = self._spawned_owner(pid)  # C13: a spawned agent keeps its spawn id
-            if agent_id is None or agent_id in self._by_id:
-                agent_id = self.new_id()
+            pid, uid, _gid = _PEERCRED.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+            )
+            owner = self._spawned_owner(pid)
+            agent_id = owner if owner is not None and owner not in self._by_id else self.new_id()
             conn = Connection(sock, agent_id, pid)
+            # C13 + trust: a spawned agent keeps its spawn id; only the kernel's own user, outside any
+            # spawned agent's process tree, is an admin connection
+            conn.admin = owner is None and uid in (0, os.geteuid())
             self._conns[conn.fd] = conn
             self._by_id[agent_id] = conn
             self.dp.add_agent(agent_id)
@@ -357,11 +362,12 @@ class Kernel(SyscallHandlers):
             self._sel.register(sock, selectors.EVENT_READ, self._on_io)
 
     def _spawned_owner(self, pid: int) -> int | None:
-        """The id of the spawned agent whose process is `pid` or one of its ancestors (a sandbox may put
-        an init process between the launcher's pid and the agent), consumed on first use."""
-        for _ in range(8):
-            if pid in self._unbound_pids:
-                return self._unbound_pids.pop(pid)
+        """The id of the live spawned agent whose process is `pid` or one of its ancestors (a sandbox puts
+        an init process between the launcher's pid and the agent), or None."""
+        by_pid = {a.proc.pid: a.id for a in self.agents.values() if a.state not in ("RESTARTING", "STOPPED")}
+        for _ in range(16):
+            if pid in by_pid:
+                return by_pid[pid]
             try:
                 with open(f"/proc/{pid}/stat", "rb") as f:
                     pid = int(f.read().rsplit(b")", 1)[1].split()[1])
@@ -370,6 +376,10 @@ class Kernel(SyscallHandlers):
             if pid <= 1:
                 return None
         return None
+
+    def is_admin(self, agent_id: int) -> bool:
+        conn = self._by_id.get(agent_id)
+        return conn is not None and conn.admin
 
     def _on_io(self, sock: socket.socket, mask: int) -> None:
         conn = self._conns.get(sock.fileno())
@@ -625,9 +635,10 @@ class Kernel(SyscallHandlers):
 
     # ---- shared services -----------------------------------------------------------------------------
     def perms(self, agent_id: int) -> Permissions:
+        """The agent's rights, created on first use: admins may spawn, others get plain standard (C1)."""
         p = self._perms.get(agent_id)
         if p is None:
-            p = self._perms[agent_id] = Permissions()
+            p = self._perms[agent_id] = Permissions(can_spawn=self.is_admin(agent_id))
         return p
 
     def emit(self, event_type: str, data: Any, source: int = 0) -> dict[str, Any]:

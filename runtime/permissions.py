@@ -1,5 +1,10 @@
 """Per-agent permission records, levels and checks (spec §2.3, §2.9, compatibility profile C1).
 
+Trust follows who connects. A top-level connection (a process of the kernel's own user that the kernel did
+not spawn) is an *admin*: it may spawn and may set any rights, its own or anyone's, as Clove SDK programs
+expect. A spawned agent (and anything it starts) is not: it gets what its SPAWN request granted, may only
+lower its own rights, and only its parent or an admin may change them.
+
 A new connection gets the legacy "standard" level (C1): EXEC of anything not on the block list, READ and
 WRITE outside the blocked paths, THINK, no HTTP and no SPAWN rights until granted.
 """
@@ -214,6 +219,32 @@ class Permissions:
             },
             "max_exec_time_ms": self.max_exec_time_ms,
         }
+
+    def is_within(self, other: Permissions) -> bool:
+        """Whether these rights are no greater than `other`'s (what a non-admin may grant or keep)."""
+        for flag in ("can_exec", "can_read", "can_write", "can_think", "can_spawn", "can_http"):
+            if getattr(self, flag) and not getattr(other, flag):
+                return False
+        if not set(other.blocked) <= set(self.blocked):
+            return False
+        if not set(other.blocked_commands) <= set(self.blocked_commands):
+            return False
+        for allow in ("read", "write"):  # empty = anything not blocked
+            mine, theirs = getattr(self, allow), getattr(other, allow)
+            if theirs and (not mine or not set(mine) <= set(theirs)):
+                return False
+        if not (other.exec == [] and other.exec_empty_allows_all) and "*" not in other.exec:
+            if self.exec_empty_allows_all and not self.exec or not set(self.exec) <= set(other.exec):
+                return False
+        for allow in ("network", "http_methods"):  # empty = nothing
+            if "*" not in getattr(other, allow) and not set(getattr(self, allow)) <= set(
+                getattr(other, allow)
+            ):
+                return False
+        for quota in ("max_tokens", "max_calls"):  # 0 = unlimited
+            if getattr(other, quota) and not 0 < getattr(self, quota) <= getattr(other, quota):
+                return False
+        return True
 
     # ---- checks: None = allowed, else the denial text ----------------------------------------------
     def check_read(self, path: str) -> str | None:

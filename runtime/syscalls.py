@@ -405,6 +405,17 @@ class SyscallHandlers:
             return _fail(f"invalid request: {exc}")
         if not script:
             return _fail("script path required")
+        if not self.perms(aid).can_spawn:
+            reason = "Permission denied: spawning agents is not allowed"
+            self._blocked(aid, op, reason)
+            return _fail(reason)
+        try:
+            granted = self._granted(aid, field(req, "level", str), field(req, "permissions", dict))
+        except BadRequest as exc:
+            return _fail(str(exc))
+        if isinstance(granted, str):
+            self._blocked(aid, op, granted)
+            return _fail(granted)
         try:
             restart = RestartConfig(
                 policy=RESTART_POLICIES.get(policy, "never"), max_restarts=max_restarts, restart_window=window
@@ -439,9 +450,8 @@ class SyscallHandlers:
             agent.launch = launch
             self.agents[agent_id] = agent
             self.supervisor.started(agent_id, restart, time.monotonic())
-            self._unbound_pids[proc.pid] = agent_id
             self.dp.add_agent(agent_id)
-            self._perms.setdefault(agent_id, Permissions())
+            self._perms[agent_id] = granted or Permissions()
             self._watch(agent, self._on_agent_exit)
             data = {"agent_id": agent_id, "name": name, "pid": proc.pid, "parent_id": aid}
             self.emit("AGENT_SPAWNED", data)
@@ -553,7 +563,6 @@ class SyscallHandlers:
 
     def _forget_agent(self: Kernel, agent: ManagedAgent) -> None:
         self.agents.pop(agent.id, None)
-        self._unbound_pids.pop(agent.proc.pid, None)
         if agent.id not in self._by_id:
             self.dp.remove_agent(agent.id)
             self._perms.pop(agent.id, None)
@@ -564,7 +573,6 @@ class SyscallHandlers:
         if status is None:  # not reaped yet: look again shortly
             self.call_soon(lambda: self._on_agent_exit(agent) if agent.id in self.agents else None)
             return
-        self._unbound_pids.pop(agent.proc.pid, None)
         data = {
             "agent_id": agent.id,
             "name": agent.name,
@@ -623,7 +631,6 @@ class SyscallHandlers:
             agent.proc = proc
             agent.state = "RUNNING"
             agent.restarts += 1
-            self._unbound_pids[proc.pid] = agent.id
             self.supervisor.started(agent.id, RestartConfig(), time.monotonic())
             self._watch(agent, self._on_agent_exit)
 
@@ -667,24 +674,58 @@ class SyscallHandlers:
             new = field(req, "permissions", dict)
         except BadRequest as exc:
             return _fail(str(exc))
+        if level is None and new is None:
+            return {"success": True, "agent_id": target}
         child = self.agents.get(target)
-        if target != aid and not self.perms(aid).can_spawn and (child is None or child.parent_id != aid):
+        if target != aid and not self.is_admin(aid) and (child is None or child.parent_id != aid):
             reason = "Permission denied: cannot modify other agent's permissions"
             self._blocked(aid, op, reason)
             return _fail(reason)
-        if new is not None:
-            try:
-                self._perms[target] = Permissions.from_json(new)
-            except ValueError as exc:
-                return _fail(f"invalid request: {exc}")
-        elif level is not None:
-            if level not in LEVELS:
-                return _fail(f"invalid request: unknown level '{level}' (one of {', '.join(LEVELS)})")
-            self._perms[target] = Permissions.for_level(level)
-        else:
-            return {"success": True, "agent_id": target}
+        try:
+            granted = self._granted(aid, level, new, current=self.perms(target) if target == aid else None)
+        except BadRequest as exc:
+            return _fail(str(exc))
+        if isinstance(granted, str):
+            self._blocked(aid, op, granted)
+            return _fail(granted)
+        if not self.is_admin(target):  # an agent cannot escape its LLM quota by replacing its record
+            old = self.perms(target)
+            granted.tokens_used, granted.calls_made = old.tokens_used, old.calls_made
+        self._perms[target] = granted
         self.audit.log("SECURITY", "PERMISSIONS_CHANGED", target, {"changed_by": aid, "level": level})
         return {"success": True, "agent_id": target}
+
+    def _granted(
+        self: Kernel,
+        aid: int,
+        level: str | None,
+        new: dict[str, Any] | None,
+        current: Permissions | None = None,
+    ) -> Permissions | str | None:
+        """The record a SET_PERMS or SPAWN asks for (None when it asks for nothing), or the denial text.
+        An admin may grant anything; anyone else at most the rights it holds itself."""
+        if new is not None:
+            try:
+                record = Permissions.from_json(new)
+            except ValueError as exc:
+                raise BadRequest(f"invalid request: {exc}") from None
+        elif level is not None:
+            if level not in LEVELS:
+                raise BadRequest(f"invalid request: unknown level '{level}' (one of {', '.join(LEVELS)})")
+            record = Permissions.for_level(level)
+        else:
+            return None
+        if not self.is_admin(aid) and not record.is_within(current or self.perms(aid)):
+            return "Permission denied: can only lower rights (needs an admin connection to raise them)"
+        return record
+
+    def _admin_only(self: Kernel, aid: int, op: int) -> dict[str, Any] | None:
+        """Kernel-wide switches (recording, replay, audit config) are for admin connections only."""
+        if self.is_admin(aid):
+            return None
+        reason = f"Permission denied: {opcode_name(op)} needs an admin connection"
+        self._blocked(aid, op, reason)
+        return _fail(reason)
 
     # ---- events -------------------------------------------------------------------------------------
     @staticmethod
@@ -777,6 +818,9 @@ class SyscallHandlers:
     def _set_audit_config(
         self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None
     ) -> dict[str, Any]:
+        denied = self._admin_only(aid, op)
+        if denied:
+            return denied
         try:
             req = parse_request(payload)
         except BadRequest:
@@ -792,6 +836,9 @@ class SyscallHandlers:
     def _record_start(
         self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None
     ) -> dict[str, Any]:
+        denied = self._admin_only(aid, op)
+        if denied:
+            return denied
         try:
             self.recorder.configure(parse_request(payload))
         except (BadRequest, ValueError) as exc:
@@ -807,6 +854,9 @@ class SyscallHandlers:
     def _record_stop(
         self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None
     ) -> dict[str, Any]:
+        denied = self._admin_only(aid, op)
+        if denied:
+            return denied
         ok = self.recorder.stop()
         self._update_fast_ops()
         n = len(self.recorder.entries)
@@ -843,6 +893,9 @@ class SyscallHandlers:
     def _replay_start(
         self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None
     ) -> dict[str, Any]:
+        denied = self._admin_only(aid, op)
+        if denied:
+            return denied
         try:
             req = parse_request(payload)
             strict = field(req, "strict", bool, True)
@@ -857,6 +910,15 @@ class SyscallHandlers:
         except ValueError as exc:
             self.replayer.fail(f"Failed to import recording data: {exc}")
             return _fail(f"Failed to import recording data: {exc}")
+        live = sorted({e["agent_id"] for e in entries} & (set(self._by_id) | set(self.agents)) - {aid})
+        if live:  # replay acts as the recorded ids: never as someone connected now
+            reason = f"Permission denied: the recording acts as live agents {live}"
+            self._blocked(aid, op, reason)
+            self.replayer.fail(reason)
+            return _fail(reason)
+        for agent_id in {e["agent_id"] for e in entries} - {aid}:
+            self.dp.add_agent(agent_id)
+        self._next_id = max(self._next_id, max((e["agent_id"] for e in entries), default=0) + 1)
         self.replayer.load(entries, strict)  # C4: a new replay supersedes a running one
         self.audit.log("SYSCALL", "REPLAY_STARTED", aid, {"entries": len(entries), "strict": strict})
         return {"success": True, "total_entries": len(entries)}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from clove_gym.runtime.audit import read_audit_file
+from clove_gym.runtime.kernel import Kernel
 from clove_gym.runtime.protocol import Op
 from clove_gym.runtime.trace.reader import read_trace
 
@@ -191,15 +192,36 @@ def test_read_write_permissions_and_traversal(connect, tmp_path):
     assert c.call(Op.GET_PERMS, {})["permissions"]["can_write"] is False
 
 
-def test_set_perms_of_another_agent_needs_rights(connect):
+def test_admin_connection_may_set_rights_but_a_spawned_agent_may_only_lower(connect, agent_dir):
     a, b = connect(), connect()
     b.raw(Op.NOOP, b"learn my id")
-    denied = a.call(Op.SET_PERMS, {"agent_id": b.agent_id, "level": "minimal"})
-    assert denied == {"success": False, "error": "Permission denied: cannot modify other agent's permissions"}
-    assert a.call(Op.SET_PERMS, {"level": "unrestricted"})["success"]  # SDK programs rely on this
-    assert a.call(Op.SET_PERMS, {"agent_id": b.agent_id, "level": "minimal"})["success"]
+    assert a.call(Op.SET_PERMS, {"agent_id": b.agent_id, "level": "minimal"})["success"]  # admin
     assert b.call(Op.READ, {"path": "/etc/hostname"})["success"] is False
     assert a.call(Op.SET_PERMS, {"permissions": {"can_read": "yes"}})["success"] is False
+    script = agent_dir / "perms.py"
+    script.write_text(
+        "from clove_sdk import CloveClient\n"
+        "c = CloveClient(); c.connect()\n"
+        "out = {'raise': c.set_permissions(level='unrestricted'),\n"
+        f"       'other': c.set_permissions(level='minimal', agent_id={a.agent_id}),\n"
+        "       'lower': c.set_permissions(level='readonly'),\n"
+        "       'spawn': c.spawn('x', __file__),\n"
+        "       'record': c.start_recording()}\n"
+        "c.store('perm-results', out)\n"
+    )
+    script.chmod(0o644)
+    spawned = a.call(Op.SPAWN, {"name": "p", "script": str(script), "level": "standard", "sandboxed": False})
+    assert spawned["success"], spawned
+    deadline = time.monotonic() + 15
+    while not (got := a.call(Op.FETCH, {"key": "perm-results"}))["exists"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = got["value"]
+    assert out["raise"]["success"] is False and "lower" in out["raise"]["error"]
+    assert out["other"]["success"] is False
+    assert out["lower"]["success"] is True
+    assert out["spawn"] is not None and out["spawn"]["success"] is False  # no can_spawn granted
+    assert out["record"]["success"] is False and "admin" in out["record"]["error"]
+    assert a.call(Op.READ, {"path": "/etc/hostname"})["success"]  # the agent did not touch a
 
 
 @pytest.mark.parametrize("opcode", [op for op in Op if op not in (Op.NOOP, Op.EXIT, Op.LIST)])
@@ -213,33 +235,45 @@ def test_every_handler_answers_malformed_json_with_an_error(connect, opcode):
     assert c.raw(Op.NOOP, b"alive") == b"alive"
 
 
-def test_record_and_replay_strict_reports_first_divergence(connect, kernel):
+def test_record_and_replay_strict_reports_first_divergence(connect, kernel, raw_client, tmp_path):
     a, b = connect(), connect()
-    b.call(Op.REGISTER, {"name": "rb"})
+    b.raw(Op.NOOP, b"id")
     assert a.call(Op.RECORD_START, {"include_exec": False, "max_entries": 100}) == {
         "success": True,
         "recording": True,
     }
     assert a.call(Op.RECORD_START, {})["success"] is False
+    b.call(Op.REGISTER, {"name": "rb"})
     a.call(Op.STORE, {"key": "r", "value": [1, 2]})
     a.call(Op.FETCH, {"key": "r"})
     a.call(Op.SEND, {"to_name": "rb", "message": "m"})
     b.call(Op.RECV, {})
     status = a.call(Op.RECORD_STATUS, {"export": True})
-    assert status["state"] == "RECORDING" and status["entry_count"] == 4
+    assert status["state"] == "RECORDING" and status["entry_count"] == 5
     recording = status["recording"]  # C2: the export is in `recording`
     assert isinstance(recording, str) and json.loads(recording) == json.loads(status["recording_data"])
-    assert a.call(Op.RECORD_STOP, {})["entries_recorded"] == 4
-    assert a.call(Op.REPLAY_START, {"recording": recording})["total_entries"] == 4  # C3: SDK key
-    status = _wait_replay(a)
-    assert status["state"] == "completed" and status["divergences"] == 0 and status["entries_replayed"] == 4
-    tampered = json.loads(recording)
-    tampered[1]["response"] = json.dumps({"success": True, "exists": True, "value": [9], "scope": "global"})
-    a.call(Op.REPLAY_START, {"recording_data": tampered})
-    status = _wait_replay(a)
-    assert status["state"] == "error" and status["first_divergence"]["sequence_id"] == 2
-    assert "divergence at sequence 2 (FETCH" in status["error"]
-    assert a.call(Op.REPLAY_START, {"recording": "[{]"})["success"] is False
+    assert a.call(Op.RECORD_STOP, {})["entries_recorded"] == 5
+    refused = a.call(Op.REPLAY_START, {"recording": recording})  # b is connected: never act as it
+    assert refused["success"] is False and "live agents" in refused["error"]
+    with Kernel(str(tmp_path / "fresh.sock")) as fresh:  # replay where the session can happen again
+        c = raw_client(fresh.socket_path)
+        c.raw(Op.NOOP, b"id")
+        assert c.agent_id == a.agent_id  # ids start at 1 in every kernel
+        assert c.call(Op.REPLAY_START, {"recording": recording})["total_entries"] == 5  # C3: SDK key
+        status = _wait_replay(c)
+        assert (
+            status["state"] == "completed" and status["divergences"] == 0 and status["entries_replayed"] == 5
+        )
+        tampered = json.loads(recording)
+        tampered[2]["response"] = json.dumps(
+            {"success": True, "exists": True, "value": [9], "scope": "global"}
+        )
+        c.call(Op.REPLAY_START, {"recording_data": tampered})
+        status = _wait_replay(c)
+        assert status["state"] == "error" and status["first_divergence"]["sequence_id"] == 3
+        assert "divergence at sequence 3 (FETCH" in status["error"]
+        assert c.call(Op.REPLAY_START, {"recording": "[{]"})["success"] is False
+        c.close()
 
 
 def _wait_replay(c):
