@@ -95,8 +95,8 @@ class AuditLog:
             if key not in DEFAULT_CONFIG:
                 raise ValueError(f"unknown audit config key '{key}'")
             if key == "max_entries":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError("'max_entries' must be a positive integer")
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+                    raise ValueError("'max_entries' must be an integer from 1 to 1000000")
             elif not isinstance(value, bool):
                 raise ValueError(f"'{key}' must be a boolean")
         self.config.update(changes)

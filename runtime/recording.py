@@ -89,8 +89,8 @@ class Recorder:
                 self.include[name] = req[key]
         if "max_entries" in req:
             value = req["max_entries"]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError("'max_entries' must be a positive integer")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000_000:
+                raise ValueError("'max_entries' must be an integer from 1 to 10000000")
             self.max_entries = value
         if "filter_agents" in req:
             ids = req["filter_agents"]
