@@ -113,6 +113,12 @@ class Cgroup:
     def create(self, limits: Limits) -> dict[str, bool]:
         raise NotImplementedError
 
+    def set_limits(self, limits: Limits) -> dict[str, bool]:
+        raise NotImplementedError
+
+    def rename(self, rel: str) -> None:
+        raise NotImplementedError
+
     def describe(self) -> dict[str, str]:
         return {"mechanism": self.mechanism, "rel": self.rel, "mount": getattr(self, "_mount", "")}
 
@@ -207,16 +213,35 @@ class CgroupV1(Cgroup):
             d = self._dir(c)
             os.makedirs(d, exist_ok=True)
             self.dirs.append(d)
-            self.procs_files.append(os.path.join(d, "cgroup.procs"))
+        self._index()
+        return self.set_limits(limits)
+
+    def _index(self) -> None:
+        self.procs_files = sorted(
+            (os.path.join(d, "cgroup.procs") for d in self.dirs), key=lambda p: "/freezer/" not in p
+        )
+
+    def rename(self, rel: str) -> None:
+        """Give a warm slot's group the agent's name (a rename within each hierarchy, no migration)."""
+        moved = []
+        for d in self.dirs:
+            target = d[: len(d) - len(self.rel)] + rel
+            os.rename(d, target)
+            moved.append(target)
+        self.rel, self.dirs = rel, moved
+        self._index()
+
+    def set_limits(self, limits: Limits) -> dict[str, bool]:
         mem, pids, cpu = self._dir("memory"), self._dir("pids"), self._dir("cpu")
+        if os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):  # no escape into swap; memsw >= limit
+            _write(f"{mem}/memory.memsw.limit_in_bytes", "-1")
         _write(f"{mem}/memory.limit_in_bytes", str(limits.memory))
-        if os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):  # no escape into swap
+        if os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):
             _write(f"{mem}/memory.memsw.limit_in_bytes", str(limits.memory))
         _write(f"{pids}/pids.max", str(limits.max_pids))
         _write(f"{cpu}/cpu.cfs_period_us", str(limits.cpu_period))
         _write(f"{cpu}/cpu.cfs_quota_us", str(limits.cpu_quota))
         _write(f"{cpu}/cpu.shares", str(limits.cpu_shares))
-        self.procs_files.sort(key=lambda p: "/freezer/" not in p)  # pids() reads the freezer's list
         return {"memory_limit": True, "cpu_quota": True, "pids_limit": True}
 
     def freeze(self) -> None:
@@ -280,6 +305,7 @@ class CgroupV2(Cgroup):
         super().__init__(rel)
         self.path = os.path.join(mount, rel)
         self._mount = mount
+        self._wanted: list[str] = list(_V2_REQUIRED)
 
     def create(self, limits: Limits) -> dict[str, bool]:
         available = set(_read(os.path.join(self._mount, "cgroup.controllers")).split())
@@ -296,6 +322,17 @@ class CgroupV2(Cgroup):
         os.makedirs(self.path, exist_ok=True)
         self.dirs.append(self.path)
         self.procs_files.append(os.path.join(self.path, "cgroup.procs"))
+        self._wanted = wanted
+        return self.set_limits(limits)
+
+    def rename(self, rel: str) -> None:
+        target = os.path.join(self._mount, rel)
+        os.rename(self.path, target)
+        self.rel, self.path, self.dirs = rel, target, [target]
+        self.procs_files = [os.path.join(target, "cgroup.procs")]
+
+    def set_limits(self, limits: Limits) -> dict[str, bool]:
+        wanted = self._wanted
         applied = {"memory_limit": False, "cpu_quota": False, "pids_limit": False}
         if "memory" in wanted:
             _write(f"{self.path}/memory.max", str(limits.memory))
@@ -380,6 +417,12 @@ def attach(desc: dict[str, str]) -> Cgroup:
         group = CgroupV1(desc["rel"])
         candidates = [group._dir(c) for c in V1_CONTROLLERS]
     group.dirs = [d for d in candidates if os.path.isdir(d)]
-    group.procs_files = [os.path.join(d, "cgroup.procs") for d in group.dirs]
-    group.procs_files.sort(key=lambda p: "/freezer/" not in p)
+    group.procs_files = sorted(
+        (os.path.join(d, "cgroup.procs") for d in group.dirs), key=lambda p: "/freezer/" not in p
+    )
     return group
+
+
+def new(mechanism: str, rel: str, v2_mount: str | None) -> Cgroup:
+    """An (uncreated) group of the given mechanism at `rel`."""
+    return CgroupV2(rel, v2_mount or "") if mechanism == "cgroup2" else CgroupV1(rel)

@@ -3,15 +3,17 @@
 Three stages, each in its own process:
 
 * **setup** (forked by the zygote): new session (no controlling terminal), joins the cgroups, unshares
-  the namespaces, raises loopback, forks `init` and reports its pid on the status pipe, then exits. `init` is reparented
-  to the zygote (a child subreaper), which reaps it and reports its exit status.
-* **init** (pid 1 of the new PID namespace): builds the filesystem view, sets the hostname, raises
-  forks the agent, then forwards termination signals and reaps orphans until the agent exits,
-  and exits with the agent's status. Its death takes every other process of the namespace with it.
+  the namespaces, raises loopback, forks `init` and reports its pid on the status channel, then exits.
+  `init` is reparented to the zygote (a child subreaper), which reaps it and reports its exit status.
+* **init** (pid 1 of the new PID namespace): builds the filesystem view, sets the hostname, forks the
+  agent, then forwards termination signals and reaps orphans until the agent exits, and exits with the
+  agent's status. Its death takes every other process of the namespace with it.
 * **agent**: drops to its own unprivileged uid, applies rlimits and the seccomp filter, then either runs
   the Python script in this pre-imported interpreter or execs the program.
 
-Errors before the agent runs are written to the status pipe ("error <message>") and end the process
+A *warm slot* runs setup and the agent-independent half of init ahead of time and then waits for a
+plan, which takes the slow steps (cgroup migration, namespace creation, forks, mounts) off the spawn
+path. Errors before the agent runs are written to the status channel ("error <message>") and end the process
 with status 127, so the launcher can raise SpawnError with the reason. Without a PID namespace
 (`sandboxed=False`) setup forks the agent directly.
 """
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
+import resource
 import runpy
 import shutil
 import signal
@@ -54,47 +58,109 @@ def _status_of(wait_status: int) -> int:
     return os.waitstatus_to_exitcode(wait_status)
 
 
+def _detach(status_fd: int, stdio: tuple[int, int, int]) -> int:
+    """New session without a terminal, the given stdio, the status channel as fd 3, nothing else open."""
+    signal.set_wakeup_fd(-1)  # the zygote's wakeup pipe is about to be closed
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    for i, fd in enumerate(stdio):
+        os.dup2(fd, i)
+    os.dup2(status_fd, 3)
+    for fd in [int(n) for n in os.listdir("/proc/self/fd")]:  # the zygote's control socket etc.
+        if fd > 3:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return 3
+
+
+def _enter(cgroup_procs: list[str], flags: int, userns: bool, network: bool) -> None:
+    for path in cgroup_procs:
+        with open(path, "w") as f:
+            f.write("0")
+    if flags:
+        sc.unshare(flags)
+    if userns:
+        _map_ids()
+    if not network:
+        sc.loopback_up()
+
+
+def _namespace_flags(sandboxed: bool, userns: bool, network: bool) -> int:
+    flags = 0
+    if sandboxed:
+        flags |= sc.CLONE_NEWPID | sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+        if userns:
+            flags |= sc.CLONE_NEWUSER
+    if not network:
+        flags |= sc.CLONE_NEWNET
+    return flags
+
+
 def setup(
     plan: dict[str, Any], status_fd: int, stdio: tuple[int, int, int], seccomp: bytes | None
 ) -> NoReturn:
-    """Stage 1, in the zygote's fresh child. Never returns."""
+    """Stage 1 of a cold spawn, in the zygote's fresh child. Never returns."""
     try:
-        signal.set_wakeup_fd(-1)  # the zygote's wakeup pipe is about to be closed
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        for i, fd in enumerate(stdio):
-            os.dup2(fd, i)
-        os.dup2(status_fd, 3)
-        for fd in [int(n) for n in os.listdir("/proc/self/fd")]:  # the zygote's control socket etc.
-            if fd > 3:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        status_fd = 3
-        for path in plan["cgroup_procs"]:
-            with open(path, "w") as f:
-                f.write("0")
-        flags = 0
-        if plan["sandboxed"]:
-            flags |= sc.CLONE_NEWPID | sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
-            if plan["userns"]:
-                flags |= sc.CLONE_NEWUSER
-        if not plan["network"]:
-            flags |= sc.CLONE_NEWNET
-        if flags:
-            sc.unshare(flags)
-        if plan["userns"]:
-            _map_ids()
-        if not plan["network"]:
-            sc.loopback_up()
+        status_fd = _detach(status_fd, stdio)
+        flags = _namespace_flags(plan["sandboxed"], plan["userns"], plan["network"])
+        _enter(plan["cgroup_procs"], flags, plan["userns"], plan["network"])
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the launcher
         _fail(status_fd, "sandbox setup", exc)
     pid = os.fork()
     if pid == 0:
         if plan["sandboxed"]:
+            try:
+                rootfs.prepare(plan["newroot"], plan["base_binds"], plan["tmp_bytes"])
+            except BaseException as exc:  # noqa: BLE001
+                _fail(status_fd, "sandbox filesystem", exc)
             _init(plan, status_fd, seccomp)
         _agent(plan, status_fd, seccomp)
     _report(status_fd, f"pid {pid}")
     os._exit(0)
+
+
+def warm_slot(slot: dict[str, Any], sock_fd: int, seccomp: bytes | None) -> NoReturn:
+    """Stage 1 of a warm slot: everything an agent's sandbox needs that does not depend on the agent
+    (session, cgroup, namespaces, loopback, the shared part of the filesystem, even the agent's process),
+    done ahead of time. The waiting agent process then takes the plan and its stdout/stderr from
+    `sock_fd`, finishes the filesystem and becomes the agent."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        status_fd = _detach(sock_fd, (null, null, null))
+        _enter(slot["cgroup_procs"], _namespace_flags(True, False, False), False, False)
+    except BaseException as exc:  # noqa: BLE001
+        _fail(3, "warm slot setup", exc)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            rootfs.prepare(slot["newroot"], slot["base_binds"], slot["tmp_bytes"])
+        except BaseException as exc:  # noqa: BLE001
+            _fail(status_fd, "warm slot filesystem", exc)
+        agent = os.fork()
+        if agent == 0:
+            _waiting_agent(status_fd, seccomp)
+        os.close(status_fd)
+        _reap_until(agent)
+    _report(status_fd, f"pid {pid}")
+    os._exit(0)
+
+
+def _waiting_agent(status_fd: int, seccomp: bytes | None) -> NoReturn:
+    try:
+        _report(status_fd, "ready")
+        ctl = socket.socket(fileno=status_fd)
+        data, fds, _flags, _addr = socket.recv_fds(ctl, 1 << 20, 2)
+        ctl.detach()
+        if not data:
+            os._exit(0)  # the zygote is gone
+        plan = json.loads(data)
+        rootfs.finish(plan["newroot"], plan["binds"])  # pivot_root moves init's root along
+        socket.sethostname(plan["hostname"])
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+    except BaseException as exc:  # noqa: BLE001
+        _fail(status_fd, "warm slot", exc)
+    _agent(plan, status_fd, seccomp)
 
 
 def _map_ids() -> None:
@@ -111,7 +177,7 @@ def _map_ids() -> None:
 def _init(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoReturn:
     """Stage 2: pid 1 of the agent's namespaces."""
     try:
-        rootfs.build(plan["newroot"], [(p, w) for p, w in plan["binds"]], plan["tmp_bytes"])
+        rootfs.finish(plan["newroot"], plan["binds"])
         socket.sethostname(plan["hostname"])
     except BaseException as exc:  # noqa: BLE001
         _fail(status_fd, "sandbox filesystem", exc)
@@ -119,6 +185,11 @@ def _init(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoRetu
     if agent == 0:
         _agent(plan, status_fd, seccomp)
     os.close(status_fd)
+    _reap_until(agent)
+
+
+def _reap_until(agent: int) -> NoReturn:
+    """Be pid 1: forward termination signals to the agent, reap orphans, exit with the agent's status."""
 
     def forward(signo: int, _frame: object) -> None:
         try:
@@ -142,12 +213,14 @@ def _init(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoRetu
 def _agent(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoReturn:
     """Stage 3: become the agent."""
     try:
+        for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
+            if fd > 2 and fd != status_fd:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         for signo in (*_FORWARDED, signal.SIGCHLD):
             signal.signal(signo, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it at startup
-        import resource
-
         for name, value in plan["rlimits"].items():
             resource.setrlimit(getattr(resource, name), (value, value))
         if plan["uid"] is not None:
@@ -155,7 +228,7 @@ def _agent(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoRet
             os.setresgid(plan["gid"], plan["gid"], plan["gid"])
             os.setresuid(plan["uid"], plan["uid"], plan["uid"])  # also clears every capability
         os.chdir(plan["cwd"])
-        if seccomp is not None:
+        if plan["seccomp"] and seccomp is not None:
             seccomp_policy.install(seccomp)
         else:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)

@@ -8,6 +8,7 @@ the PID namespace and signals). Every reduction of isolation is reported in `iso
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import itertools
 import os
@@ -30,6 +31,7 @@ _DEFAULT_PRELOAD = ("json", "socket", "struct", "asyncio", "clove_gym.runtime.pr
 _CLOVE_GYM_FOLDERS = ("runtime", "worlds", "benchmarks", "sim", "hw", "native")
 _UID_BASE = 1 << 30  # agents' uids: far above any real account; AGENT_GID = _UID_BASE is their shared group
 _EXIT_WAIT = 5.0
+_TMP_BYTES = 256 << 20  # private /tmp and /dev/shm size; their pages count against the memory limit
 _ZYGOTE_MAIN = "import sys; from clove_gym.runtime.sandbox.zygote import main; main(sys.argv[1:])"
 _launcher_ids = itertools.count()
 
@@ -211,8 +213,12 @@ class Launcher:
     """Starts sandboxed agents through a zygote and keeps track of them until `close()`."""
 
     def __init__(
-        self, root_cgroup_name: str = "clove-gym", preload: tuple[str, ...] = _DEFAULT_PRELOAD
+        self,
+        root_cgroup_name: str = "clove-gym",
+        preload: tuple[str, ...] = _DEFAULT_PRELOAD,
+        pool_size: int = 2,
     ) -> None:
+        """`pool_size` warm slots are kept ready for sandboxed, network-less agents (0 disables)."""
         if not root_cgroup_name or "/" in root_cgroup_name or root_cgroup_name.startswith("."):
             raise ValueError(f"root_cgroup_name: expected a plain directory name, got {root_cgroup_name!r}")
         self._root_name = root_cgroup_name
@@ -245,6 +251,27 @@ class Launcher:
         theirs.close()
         self._ready: dict[str, Any] | None = None
         self._closed = False
+        self._base_binds = [
+            (p, False) for p in _minimal([p for p in (*_SYSTEM_DIRS, *_python_roots()) if os.path.lexists(p)])
+        ]
+        root_rel = f"{self._root_name}/{self._tag}"
+        if mechanism == "cgroup1":
+            tag_dirs = [os.path.join(cgroups.CGROUP_ROOT, c, root_rel) for c in cgroups.V1_CONTROLLERS]
+        else:
+            tag_dirs = [os.path.join(self._v2, root_rel)] if mechanism == "cgroup2" and self._v2 else []
+        self._cleanup_dirs = [*tag_dirs, self._newroot]
+        config = {
+            "op": "config",
+            "pool_size": pool_size if self._root else 0,
+            "mechanism": mechanism,
+            "root_rel": root_rel,
+            "v2_mount": self._v2,
+            "newroot": self._newroot,
+            "base_binds": self._base_binds,
+            "tmp_bytes": _TMP_BYTES,
+            "cleanup_dirs": self._cleanup_dirs,
+        }
+        send(self._control, config)
 
     @staticmethod
     def _probe_userns() -> bool:
@@ -303,7 +330,9 @@ class Launcher:
         self._socket_modes.add((path, st.st_ino))
 
     def _binds(self, spec: SpawnSpec, python: bool) -> list[tuple[str, bool]]:
-        extra = [*_SYSTEM_DIRS, *_python_roots(), *spec.ro_paths]
+        """This agent's binds beyond the shared base set: its script, ro_paths, PYTHONPATH, cwd, rw_paths
+        and the kernel socket (the file alone, so other sockets beside it stay invisible)."""
+        extra = [*spec.ro_paths]
         extra += [p for p in spec.env.get("PYTHONPATH", "").split(os.pathsep) if p.startswith("/")]
         # the program's and the script's directories (any absolute path to a file on the command line)
         extra += [os.path.dirname(a) for a in spec.argv if a.startswith("/") and os.path.isfile(a)]
@@ -311,7 +340,13 @@ class Launcher:
             extra.append(os.path.dirname(os.path.abspath(spec.argv[1])))
         if spec.cwd:
             extra.append(spec.cwd)
-        binds = [(p, False) for p in _minimal([p for p in extra if os.path.lexists(p)])]
+        base = [p for p, _ in self._base_binds]
+        covered = set(_minimal(base))
+        binds = [
+            (p, False)
+            for p in _minimal([*base, *(p for p in extra if os.path.lexists(p))])
+            if p not in covered
+        ]
         binds += [(p, True) for p in spec.rw_paths if os.path.exists(p)]
         if spec.socket_path:
             binds.append((spec.socket_path, True))
@@ -330,23 +365,15 @@ class Launcher:
         python = self._python_agent(spec)
         reasons: list[str] = []
         mechanism = self.capabilities["mechanism"]
-        group: cgroups.Cgroup | None = None
         applied = {"memory_limit": False, "cpu_quota": False, "pids_limit": False}
+        cgroup_rel = None
         if mechanism != "rlimit":
-            rel = f"{self._root_name}/{self._tag}/{spec.name}_{spec.agent_id}"
-            group = cgroups.CgroupV2(rel, self._v2 or "") if mechanism == "cgroup2" else cgroups.CgroupV1(rel)
-            try:
-                applied = group.create(spec.limits)
-            except OSError as exc:
-                group.remove(timeout=0)
-                group = None
-                mechanism = "rlimit"
-                reasons.append(f"cgroup setup failed ({exc}); limits fall back to rlimits")
+            cgroup_rel = f"{self._root_name}/{self._tag}/{spec.name}_{spec.agent_id}"
         else:
             reasons.append("no writable cgroup hierarchy; limits fall back to rlimits")
         ids = self._agent_ids(spec)
         rlimits = {"RLIMIT_CORE": 0}
-        if group is None:
+        if cgroup_rel is None:
             rlimits["RLIMIT_AS"] = spec.limits.memory
             applied["memory_limit"] = True
             if ids is not None:  # RLIMIT_NPROC counts per uid: meaningful only with the agent's own uid
@@ -385,15 +412,17 @@ class Launcher:
             "userns": userns,
             "python": python,
             "seccomp": seccomp_on,
-            "cgroup_procs": group.procs_files if group else [],
-            "cgroup": group.describe() if group else None,
+            "mechanism": mechanism,
+            "cgroup_rel": cgroup_rel,
+            "limits": dataclasses.asdict(spec.limits),
             "rlimits": rlimits,
             "uid": ids[0] if ids else None,
             "gid": ids[1] if ids else None,
             "groups": ids[2] if ids else [],
             "newroot": self._newroot,
+            "base_binds": self._base_binds,
             "binds": self._binds(spec, python) if sandboxed else [],
-            "tmp_bytes": min(spec.limits.memory, 256 << 20),
+            "tmp_bytes": _TMP_BYTES,
             "hostname": f"clove-{spec.name}_{spec.agent_id}"[:64],
         }
         stdout = spec.stdout_fd if spec.stdout_fd is not None else sys.stdout.fileno()
@@ -405,13 +434,11 @@ class Launcher:
                 if message["op"] in ("spawned", "error"):
                     break
         except (SpawnError, OSError) as exc:
-            if group is not None:
-                group.remove()
             raise SpawnError(f"spawn of {spec.name!r}: {exc}") from exc
         if message["op"] == "error":
-            if group is not None:
-                group.remove()
             raise SpawnError(f"spawn of {spec.name!r} failed: {message['error']}")
+        group = cgroups.attach(message["cgroup"]) if message["cgroup"] else None
+        applied.update(message["applied"])
         namespaces = {k: sandboxed for k in ("pid", "mnt", "uts", "ipc")}
         namespaces["net"] = not plan["network"]
         namespaces["user"] = userns
@@ -432,6 +459,7 @@ class Launcher:
             "seccomp": seccomp_on,
             "uid": plan["uid"],
             "zygote": python,
+            "warm_slot": message["warm"],
         }
         if group is not None:
             isolation["cgroup_path"] = group.rel
@@ -460,20 +488,9 @@ class Launcher:
         except subprocess.TimeoutExpired:
             self._zygote.kill()
             self._zygote.wait()
-        if self.capabilities["mechanism"] == "cgroup1":
-            parents = [
-                os.path.join(cgroups.CGROUP_ROOT, c, self._root_name, self._tag)
-                for c in cgroups.V1_CONTROLLERS
-            ]
-        elif self._v2:
-            parents = [os.path.join(self._v2, self._root_name, self._tag)]
-        else:
-            parents = []
-        for d in parents:
+        for d in self._cleanup_dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._newroot)
 
     def __enter__(self) -> Launcher:
         return self

@@ -36,9 +36,10 @@ def bind(source: str, target: str, writable: bool) -> None:
     sc.mount(None, target, None, flags)
 
 
-def build(newroot: str, binds: list[tuple[str, bool]], tmp_bytes: int) -> None:
-    """Assemble the root under `newroot` and pivot into it. Must run as (namespace) root inside a new
-    mount namespace and, for /proc to show the agent's own processes, inside its PID namespace."""
+def prepare(newroot: str, binds: list[tuple[str, bool]], tmp_bytes: int) -> None:
+    """Assemble the root under `newroot`: tmpfs, /dev, /proc, /tmp and `binds`. Must run as (namespace)
+    root inside a new mount namespace and, for /proc to show the agent's own processes, inside its PID
+    namespace. A warm slot does this before it knows which agent it will become."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)  # nothing we do propagates to the host
     sc.mount("tmpfs", newroot, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755,size=4m")
     dev = newroot + "/dev"
@@ -56,6 +57,10 @@ def build(newroot: str, binds: list[tuple[str, bool]], tmp_bytes: int) -> None:
     sc.mount("proc", newroot + "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     os.makedirs(newroot + "/tmp", exist_ok=True)
     sc.mount("tmpfs", newroot + "/tmp", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, f"mode=1777,size={tmp_bytes}")
+    add_binds(newroot, binds)
+
+
+def add_binds(newroot: str, binds: list[tuple[str, bool]]) -> None:
     for source, writable in binds:
         if not os.path.lexists(source):
             continue
@@ -67,8 +72,13 @@ def build(newroot: str, binds: list[tuple[str, bool]], tmp_bytes: int) -> None:
             os.symlink(os.readlink(source), target)
             continue
         bind(source, target, writable)
+
+
+def finish(newroot: str, binds: list[tuple[str, bool]]) -> None:
+    """Add the agent's own binds, seal the root read-only and pivot into it: the host tree is gone."""
+    add_binds(newroot, binds)
     sc.mount(None, newroot, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV)
     os.chdir(newroot)
     sc.pivot_root(".", ".")  # stacks the old root on top of the new one ...
-    sc.umount2(".", sc.MNT_DETACH)  # ... and detaches it: the host tree is gone
+    sc.umount2(".", sc.MNT_DETACH)  # ... and detaches it
     os.chdir("/")

@@ -1,13 +1,15 @@
 """The fork server: a pre-imported interpreter that forks sandboxed agents on request.
 
 Forking this warm process costs ~1 ms where a cold interpreter costs ~40 ms, and it keeps fork() out
-of the (possibly threaded) kernel process. It is a child subreaper, so every agent's init lands here:
-the zygote reaps them, reports exit statuses, and hands the launcher a pidfd opened while the process
-could not yet have been reaped (no pid-reuse race). When the launcher's end of the control socket
-closes - the launcher closed it or its process died - the zygote kills what is left, removes the
-cgroups and exits, so a crashed kernel leaves nothing behind.
+of the (possibly threaded) kernel process. It also keeps a small pool of *warm slots*: processes that
+already sit in their own cgroup and namespaces with the shared part of the filesystem mounted, so a
+spawn only renames the cgroup, writes the limits and hands the slot its plan. It is a child subreaper,
+so every agent's init lands here: the zygote reaps them, reports exit statuses, and hands the launcher a
+pidfd opened while the process could not yet have been reaped (no pid-reuse race). When the launcher's
+end of the control socket closes - the launcher closed it or its process died - the zygote kills what
+is left, removes the cgroups and exits, so a crashed kernel leaves nothing behind.
 
-Control messages are JSON on a SOCK_SEQPACKET socketpair; descriptors travel with SCM_RIGHTS.
+Control messages are JSON on SOCK_SEQPACKET socketpairs; descriptors travel with SCM_RIGHTS.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import itertools
 import json
 import os
 import select
@@ -22,14 +25,17 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from . import child, seccomp_policy
+from . import cgroups, child, seccomp_policy
 from . import syscalls as sc
-from .cgroups import Cgroup, attach
+from .spec import Limits
 
 MAX_MESSAGE = 1 << 20
 SPAWN_TIMEOUT = 10.0
+_MAX_SLOT_FAILURES = 3
+_REFILL_IDLE = 0.005
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -50,12 +56,42 @@ def recv(sock: socket.socket, max_fds: int = 4) -> tuple[dict[str, Any] | None, 
     return json.loads(data), fds
 
 
+def read_status(sock: socket.socket | int, timeout: float = SPAWN_TIMEOUT) -> list[str]:
+    """Status lines from a child until every holder of its end has closed it (the agent is running)."""
+    fd = sock if isinstance(sock, int) else sock.fileno()
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return [*lines, f"error timed out after {timeout}s"]
+        try:
+            chunk = os.read(fd, 65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return lines
+        lines += chunk.decode(errors="replace").splitlines()
+
+
+@dataclass
+class Slot:
+    sock: socket.socket
+    group: cgroups.Cgroup | None
+    setup_pid: int
+    init_pid: int | None = None
+    ready: bool = False
+
+
 class Zygote:
     def __init__(self, control: socket.socket, preload: list[str]) -> None:
         self.control = control
-        self.inits: dict[int, Cgroup | None] = {}  # init pid -> its cgroup (None without cgroups)
+        self.inits: dict[int, cgroups.Cgroup | None] = {}  # agent init pid -> its cgroup
+        self.slots: dict[int, Slot] = {}  # slot socket fd -> slot
+        self.config: dict[str, Any] = {"pool_size": 0}
+        self.slot_failures = 0
+        self.serial = itertools.count()
         self.seccomp: bytes | None = None
-        self.newroot: str | None = None  # the launcher's mount-point dir, removed if we outlive it
         for name in preload:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
@@ -71,25 +107,36 @@ class Zygote:
     def serve(self) -> None:
         send(self.control, {"op": "ready", "pid": os.getpid(), "seccomp": self.seccomp is not None})
         while True:
+            # refill the pool only once idle, so preparing slots never competes with a spawn
+            idle = _REFILL_IDLE if len(self.slots) < self.config["pool_size"] else None
             try:
-                ready, _, _ = select.select([self.control, self.wake_r], [], [])
+                ready, _, _ = select.select([self.control, self.wake_r, *self.slots], [], [], idle)
             except InterruptedError:
                 continue
+            if not ready:
+                self.refill()
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 4096)
                 self.reap()
+            for fd in ready:
+                if fd in self.slots:
+                    self.slot_message(self.slots[fd])
             if self.control in ready:
                 message, fds = recv(self.control)
                 if message is None:
                     self.shutdown()
                     return
                 try:
-                    self.spawn(message["plan"], fds)
+                    if message["op"] == "config":
+                        self.config = message
+                    elif message["op"] == "spawn":
+                        self.spawn(message["plan"], fds)
                 finally:
                     for fd in fds:
                         os.close(fd)
 
+    # -- exits ------------------------------------------------------------------------------------
     def reap(self) -> None:
         while True:
             try:
@@ -102,9 +149,124 @@ class Zygote:
             if info.si_pid in self.inits:
                 del self.inits[info.si_pid]
                 send(self.control, {"op": "exit", "pid": info.si_pid, "status": status})
+            for slot in list(self.slots.values()):
+                if slot.init_pid == info.si_pid:  # a waiting slot died: never hand it out
+                    self.drop_slot(slot, kill=False)
 
+    # -- warm slots -------------------------------------------------------------------------------
+    def refill(self) -> None:
+        """Start slots until the pool is full (each prepares itself in the background)."""
+        cfg = self.config
+        while len(self.slots) < cfg["pool_size"] and self.slot_failures < _MAX_SLOT_FAILURES:
+            group = None
+            if cfg["mechanism"] != "rlimit":
+                group = cgroups.new(
+                    cfg["mechanism"], f"{cfg['root_rel']}/warm-{next(self.serial)}", cfg["v2_mount"]
+                )
+                try:
+                    group.create(Limits())
+                except OSError as exc:
+                    group.remove(timeout=0)
+                    self.slot_failed(f"cgroup: {exc}")
+                    continue
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            slot_cfg = {**cfg, "cgroup_procs": group.procs_files if group else []}
+            pid = os.fork()
+            if pid == 0:
+                ours.close()
+                child.warm_slot(slot_cfg, theirs.fileno(), self.seccomp)
+            theirs.close()
+            self.slots[ours.fileno()] = Slot(ours, group, pid)
+
+    def slot_message(self, slot: Slot) -> None:
+        try:
+            data = slot.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        for line in data.decode(errors="replace").splitlines():
+            if line.startswith("pid "):
+                slot.init_pid = int(line[4:])
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(slot.setup_pid, 0)  # after this, the slot's init is our child
+            elif line == "ready":
+                slot.ready = True
+        if not data or data.startswith(b"error"):
+            self.drop_slot(slot, kill=True)
+            self.slot_failed(data.decode(errors="replace") or "slot exited")
+
+    def slot_failed(self, why: str) -> None:
+        self.slot_failures += 1
+        if self.slot_failures == _MAX_SLOT_FAILURES:
+            print(f"clove-gym zygote: warm slots disabled after repeated failures ({why})", file=sys.stderr)
+
+    def drop_slot(self, slot: Slot, kill: bool) -> None:
+        self.slots.pop(slot.sock.fileno(), None)
+        slot.sock.close()
+        if kill and slot.init_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.init_pid, signal.SIGKILL)
+        if slot.group is not None:
+            slot.group.remove()
+
+    def take_slot(self, plan: dict[str, Any]) -> Slot | None:
+        if not plan["sandboxed"] or plan["network"] or plan["userns"]:
+            return None  # slots are prepared for the common case only
+        if plan["mechanism"] != self.config.get("mechanism"):
+            return None
+        for slot in self.slots.values():
+            if slot.ready and slot.init_pid is not None:
+                del self.slots[slot.sock.fileno()]
+                return slot
+        return None
+
+    # -- spawning ---------------------------------------------------------------------------------
     def spawn(self, plan: dict[str, Any], fds: list[int]) -> None:
-        self.newroot = plan["newroot"]
+        limits = Limits(**plan["limits"])
+        slot = self.take_slot(plan)
+        try:
+            if slot is not None:
+                self.spawn_warm(plan, fds, slot, limits)
+            else:
+                self.spawn_cold(plan, fds, limits)
+        except OSError as exc:
+            send(self.control, {"op": "error", "error": f"{type(exc).__name__}: {exc}"})
+
+    def _group_for(
+        self, plan: dict[str, Any], limits: Limits
+    ) -> tuple[cgroups.Cgroup | None, dict[str, bool]]:
+        if plan["cgroup_rel"] is None:
+            return None, {}
+        group = cgroups.new(plan["mechanism"], plan["cgroup_rel"], self.config.get("v2_mount"))
+        try:
+            return group, group.create(limits)
+        except OSError as exc:
+            group.remove(timeout=0)
+            raise OSError(exc.errno, f"cgroup setup failed: {exc}") from exc
+
+    def spawn_warm(self, plan: dict[str, Any], fds: list[int], slot: Slot, limits: Limits) -> None:
+        group, applied = slot.group, {}
+        pid = slot.init_pid
+        assert pid is not None
+        try:
+            if group is not None:
+                group.rename(plan["cgroup_rel"])
+                applied = group.set_limits(limits)
+            pidfd = os.pidfd_open(pid)
+            send(slot.sock, plan, fds)
+        except OSError:
+            slot.sock.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if group is not None:
+                group.remove()
+            raise
+        lines = read_status(slot.sock)
+        slot.sock.close()
+        self._finish(plan, lines, pid, pidfd, group, applied, warm=True)
+
+    def spawn_cold(self, plan: dict[str, Any], fds: list[int], limits: Limits) -> None:
+        group, applied = self._group_for(plan, limits)
+        plan = {**plan, "cgroup_procs": group.procs_files if group else []}
         stdio = (os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), fds[0], fds[1])
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         for stream in (sys.stdout, sys.stderr):
@@ -112,52 +274,56 @@ class Zygote:
         try:
             setup_pid = os.fork()
             if setup_pid == 0:
-                child.setup(plan, status_w, stdio, self.seccomp if plan["seccomp"] else None)
+                child.setup(plan, status_w, stdio, self.seccomp)
         finally:
             os.close(status_w)
             os.close(stdio[0])
-        lines = self._read_status(status_r)
+        lines = read_status(status_r)
         os.close(status_r)
         os.waitpid(setup_pid, 0)  # after this, init has been reparented to us
         pid = next((int(line[4:]) for line in lines if line.startswith("pid ")), None)
+        pidfd = os.pidfd_open(pid) if pid is not None else -1
+        self._finish(plan, lines, pid, pidfd, group, applied, warm=False)
+
+    def _finish(
+        self,
+        plan: dict[str, Any],
+        lines: list[str],
+        pid: int | None,
+        pidfd: int,
+        group: cgroups.Cgroup | None,
+        applied: dict[str, bool],
+        warm: bool,
+    ) -> None:
         errors = [line[6:] for line in lines if line.startswith("error ")]
         if pid is None or errors:
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            if pidfd >= 0:
+                os.close(pidfd)
+            if group is not None:
+                group.remove()
             send(
                 self.control,
                 {"op": "error", "error": "; ".join(errors) or "setup ended without starting the agent"},
             )
             return
-        pidfd = os.pidfd_open(pid)
-        self.inits[pid] = attach(plan["cgroup"]) if plan["cgroup"] else None
+        self.inits[pid] = group
+        reply = {"op": "spawned", "pid": pid, "warm": warm, "applied": applied}
+        reply["cgroup"] = group.describe() if group else None
         try:
-            send(self.control, {"op": "spawned", "pid": pid}, [pidfd])
+            send(self.control, reply, [pidfd])
         finally:
             os.close(pidfd)
 
-    @staticmethod
-    def _read_status(fd: int) -> list[str]:
-        """Lines from the status pipe until every writer has closed it (the agent is running)."""
-        data = b""
-        deadline = time.monotonic() + SPAWN_TIMEOUT
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                return [
-                    *data.decode(errors="replace").splitlines(),
-                    f"error timed out after {SPAWN_TIMEOUT}s",
-                ]
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return data.decode(errors="replace").splitlines()
-            data += chunk
-
     def shutdown(self) -> None:
-        """The launcher is gone: kill every agent tree, reap, remove their cgroups and the launcher's
-        own directories (a closed launcher has removed them already; a crashed one has not)."""
+        """The launcher is gone: kill every agent tree and slot, reap, remove their cgroups and the
+        launcher's own directories (a closed launcher has removed them already; a crashed one has not)."""
+        for slot in list(self.slots.values()):
+            self.drop_slot(slot, kill=True)
         for pid, group in self.inits.items():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -167,15 +333,14 @@ class Zygote:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             if group is not None:
-                parents = {os.path.dirname(d) for d in group.dirs}
                 group.remove()
-                for parent in parents:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(parent)
         self.inits.clear()
-        if self.newroot:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        for d in self.config.get("cleanup_dirs", []):
             with contextlib.suppress(OSError):
-                os.rmdir(self.newroot)
+                os.rmdir(d)
 
 
 def main(argv: list[str]) -> None:
