@@ -472,8 +472,14 @@ class SyscallApi:
         max_restarts: int = 5,
         restart_window: int = 300,
         *,
+        level: str | None = None,
+        permissions: dict[str, Any] | None = None,
+        log: str | None = None,
+        cwd: str | None = None,
         call_timeout: float | None = None,
     ) -> SpawnResult:
+        """Clove's SPAWN; our kernel also takes the agent's rights (`level`, `permissions` applied on top of
+        it), a `log` file for its stdout/stderr and its `cwd`."""
         payload: dict[str, Any] = {
             "name": name,
             "script": script,
@@ -485,6 +491,8 @@ class SyscallApi:
         }
         if limits:
             payload["limits"] = limits
+        extras = {"level": level, "permissions": permissions, "log": log, "cwd": cwd}
+        payload.update({k: v for k, v in extras.items() if v is not None})
         return self._json(Op.SPAWN, payload, call_timeout)
 
     def _lifecycle(

@@ -166,7 +166,12 @@ class Permissions:
     def from_json(cls, obj: dict[str, Any]) -> Permissions:
         """A full replacement record (SET_PERMS `permissions`): struct defaults plus the given keys.
         Raises ValueError naming the field on a wrong type."""
-        p = cls(can_exec=False, blocked=[], blocked_commands=[], exec_empty_allows_all=False)
+        return cls(can_exec=False, blocked=[], blocked_commands=[], exec_empty_allows_all=False).apply(obj)
+
+    def apply(self, obj: dict[str, Any]) -> Permissions:
+        """Set the fields `obj` gives (the SET_PERMS shape) on this record; returns it.
+        Raises ValueError naming the field on a wrong type."""
+        p = self
         for key in ("can_exec", "can_read", "can_write", "can_think", "can_spawn", "can_http"):
             if key in obj:
                 setattr(p, key, _bool(obj[key], key))

@@ -410,7 +410,9 @@ class SyscallHandlers:
             self._blocked(aid, op, reason)
             return _fail(reason)
         try:
-            granted = self._granted(aid, field(req, "level", str), field(req, "permissions", dict))
+            granted = self._granted(
+                aid, field(req, "level", str), field(req, "permissions", dict), merge=True
+            )
         except BadRequest as exc:
             return _fail(str(exc))
         if isinstance(granted, str):
@@ -701,20 +703,25 @@ class SyscallHandlers:
         level: str | None,
         new: dict[str, Any] | None,
         current: Permissions | None = None,
+        merge: bool = False,
     ) -> Permissions | str | None:
         """The record a SET_PERMS or SPAWN asks for (None when it asks for nothing), or the denial text.
-        An admin may grant anything; anyone else at most the rights it holds itself."""
-        if new is not None:
-            try:
+        SET_PERMS `permissions` replaces the whole record (spec §2.9); a SPAWN grant (`merge`) applies its
+        `permissions` keys on top of its `level` (default standard). An admin may grant anything; anyone
+        else at most the rights it holds itself."""
+        if level is not None and level not in LEVELS:
+            raise BadRequest(f"invalid request: unknown level '{level}' (one of {', '.join(LEVELS)})")
+        try:
+            if new is not None and merge:
+                record = Permissions.for_level(level or "standard").apply(new)
+            elif new is not None:
                 record = Permissions.from_json(new)
-            except ValueError as exc:
-                raise BadRequest(f"invalid request: {exc}") from None
-        elif level is not None:
-            if level not in LEVELS:
-                raise BadRequest(f"invalid request: unknown level '{level}' (one of {', '.join(LEVELS)})")
-            record = Permissions.for_level(level)
-        else:
-            return None
+            elif level is not None:
+                record = Permissions.for_level(level)
+            else:
+                return None
+        except ValueError as exc:
+            raise BadRequest(f"invalid request: {exc}") from None
         if not self.is_admin(aid) and not record.is_within(current or self.perms(aid)):
             return "Permission denied: can only lower rights (needs an admin connection to raise them)"
         return record

@@ -201,7 +201,10 @@ class Runner:
         stored = client.store(f"params/{watch.driver}", params)
         if not stored.get("success"):
             return ERROR, f"could not store the parameters: {stored.get('error')}"
-        reply = client.spawn(watch.driver, agents.script(task.script), sandboxed=False)
+        # the driver starts the task's other agents: standard rights plus the right to spawn
+        reply = client.spawn(
+            watch.driver, agents.script(task.script), sandboxed=False, permissions={"can_spawn": True}
+        )
         if not reply.get("success", False) or "id" not in reply:
             return ERROR, f"SPAWN of the driver failed: {reply.get('error', reply)}"
         self._add(watch, reply["id"], watch.driver, reply["pid"])

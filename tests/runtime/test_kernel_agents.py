@@ -146,3 +146,24 @@ def test_spawn_log_captures_agent_output(connect, agent_dir, sandboxed):
     assert log.read_text().splitlines() == ["to stdout", "to stderr"]
     bad = c.call(Op.SPAWN, {"script": str(script), "log": "/nonexistent-dir/x.log", "sandboxed": sandboxed})
     assert bad["success"] is False and "cannot open log" in bad["error"]
+
+
+def test_spawn_grants_rights_on_top_of_a_level(connect, agent_dir):
+    script = agent_dir / "rights.py"
+    script.write_text(
+        "from clove_sdk import CloveClient\n"
+        "c = CloveClient(); c.connect()\n"
+        "c.store('rights', c.get_permissions()['permissions'])\n"
+    )
+    script.chmod(0o644)
+    c = connect()
+    spawned = c.call(
+        Op.SPAWN,
+        {"script": str(script), "sandboxed": False, "level": "readonly", "permissions": {"can_spawn": True}},
+    )
+    assert spawned["success"], spawned
+    rights = _wait(lambda: _registered(c, "rights"))
+    assert rights["can_spawn"] is True and rights["can_write"] is False and rights["can_exec"] is False
+    assert "/etc/shadow" in rights["filesystem"]["blocked"]  # the level's block list is kept
+    bad = c.call(Op.SPAWN, {"script": str(script), "level": "godmode"})
+    assert bad["success"] is False and "unknown level" in bad["error"]
