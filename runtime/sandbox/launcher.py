@@ -7,6 +7,7 @@ the PID namespace and signals). Every reduction of isolation is reported in `iso
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import importlib.util
@@ -18,7 +19,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import cgroups, seccomp_policy
@@ -84,6 +87,7 @@ class AgentProcess:
         self._status: int | None = None
         self._paused = False
         self._oom_kills = 0
+        self._lock = threading.Lock()
         self._ns_link = self._session = None
         if group is None:  # remember how to find the tree without a cgroup
             with contextlib.suppress(OSError):
@@ -97,36 +101,49 @@ class AgentProcess:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def cgroup_path(self) -> str | None:
+        """The group's path relative to each hierarchy's root while it exists, else None."""
+        return self._group.rel if self._group is not None and self._status is None else None
+
     def _dead(self) -> bool:
-        return bool(select.select([self.pidfd], [], [], 0)[0])
+        return self._status is not None or bool(select.select([self.pidfd], [], [], 0)[0])
+
+    def _signal(self, signo: int) -> None:
+        """Signal init through its pidfd: never another process that reused the pid."""
+        with self._lock, contextlib.suppress(ProcessLookupError):
+            if self._status is None:  # the pidfd is still ours
+                signal.pidfd_send_signal(self.pidfd, signo)
 
     def poll(self) -> int | None:
         """Exit status (128+signo after a signal) once the agent has exited, else None. On the first
-        call after exit it also releases the cgroup, so a crash leaves nothing behind."""
+        call after exit it also releases the cgroup and the pidfd, so a crash leaves nothing behind.
+        Once the pidfd is readable the zygote's report follows within microseconds; poll waits for it."""
         if self._status is not None:
             return self._status
-        status = self._launcher._statuses.pop(self.pid, None)
-        if status is None:
-            if not self._dead():
-                return None
-            status = self._launcher._wait_status(self.pid, _EXIT_WAIT)  # dead: the zygote reports in µs
-        self._finish(status)
-        return status
+        if self.pid not in self._launcher._statuses and not self._dead():
+            return None
+        self._finish(self._launcher._wait_status(self.pid, _EXIT_WAIT))
+        return self._status
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Block until the agent exits (status) or `timeout` seconds pass (None)."""
         if self._status is None:
-            select.select([self.pidfd], [], [], timeout)
+            with contextlib.suppress(OSError, ValueError):  # released meanwhile by another thread
+                select.select([self.pidfd], [], [], timeout)
         return self.poll()
 
     def _finish(self, status: int) -> None:
-        self._status = status
-        if self._group is not None:
-            self._oom_kills = self._group.oom_kills()
-            self._group.remove()
-        with contextlib.suppress(OSError):
+        with self._lock:  # the kernel may kill on a worker thread while its loop polls
+            if self._status is not None:
+                return
+            if self._group is not None:
+                self._oom_kills = self._group.oom_kills()
+                self._group.remove()
             os.close(self.pidfd)
-        self._launcher._agents.pop(self.pid, None)
+            self._status = status
+            self._launcher._statuses.pop(self.pid, None)
+            self._launcher._agents.pop(self.pid, None)
 
     def _tree(self) -> list[int]:
         """Host pids of the tree when there is no cgroup: same PID namespace, or same session."""
@@ -174,24 +191,20 @@ class AgentProcess:
         if self.poll() is not None:
             return self._status  # type: ignore[return-value]
         if timeout > 0 and not self._paused:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)  # init forwards it to the agent
-            select.select([self.pidfd], [], [], timeout)
+            self._signal(signal.SIGTERM)  # init forwards it to the agent
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self.pidfd], [], [], timeout)
         if not self._dead():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)  # as pid 1, takes its whole namespace along
+            self._signal(signal.SIGKILL)  # as pid 1, init takes its whole namespace along
             if self._group is not None:
                 self._group.kill_all()  # also thaws a frozen tree so the kill lands
             else:
                 self._signal_tree(signal.SIGKILL)
                 self._signal_tree(signal.SIGCONT)
-        select.select([self.pidfd], [], [], _EXIT_WAIT)
-        status = self._launcher._statuses.pop(self.pid, None)
-        if status is None:
-            status = self._launcher._wait_status(self.pid, _EXIT_WAIT)
+        if self._status is None:
+            self._finish(self._launcher._wait_status(self.pid, _EXIT_WAIT))
         self._paused = False
-        self._finish(status)
-        return status
+        return self._status  # type: ignore[return-value]
 
     def metrics(self) -> dict[str, Any]:
         """METRICS_CGROUP `metrics` object (spec §2.11); zeros when there is no cgroup or it is gone."""
@@ -240,6 +253,9 @@ class Launcher:
         self.capabilities["namespaces"] = self._root or self.capabilities["userns"]
         self._agents: dict[int, AgentProcess] = {}
         self._statuses: dict[int, int] = {}
+        self._replies: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
+        self._io_lock = threading.Lock()
+        self._spawn_lock = threading.Lock()
         self._socket_modes: set[tuple[str, int]] = set()
         self._newroot = tempfile.mkdtemp(prefix="clove-gym-root-")
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -247,6 +263,7 @@ class Launcher:
             [sys.executable, "-c", _ZYGOTE_MAIN, str(theirs.fileno()), *preload],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a kill of our process group must leave it alive to clean up
         )
         theirs.close()
         self._ready: dict[str, Any] | None = None
@@ -281,27 +298,33 @@ class Launcher:
         return subprocess.run([sys.executable, "-S", "-c", code], check=False).returncode == 0
 
     # -- zygote messaging -------------------------------------------------------------------------
-    def _next_message(self, timeout: float) -> tuple[dict[str, Any], list[int]]:
-        if not select.select([self._control], [], [], timeout)[0]:
-            raise SpawnError(f"zygote did not answer within {timeout}s")
-        message, fds = recv(self._control)
-        if message is None:
-            raise SpawnError(f"zygote exited (status {self._zygote.poll()})")
-        if message["op"] == "exit":
-            self._statuses[message["pid"]] = message["status"]
-        elif message["op"] == "ready":
-            self._ready = message
-        return message, fds
+    def _pump(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        """Read zygote messages until `done()` holds. Any thread may read: whatever it reads is filed
+        (exit statuses, spawn replies) for the thread that waits for it."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            with self._io_lock:
+                if done():
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SpawnError(f"zygote did not report {what} within {timeout}s")
+                if not select.select([self._control], [], [], min(left, 0.05))[0]:
+                    continue
+                message, fds = recv(self._control)
+                if message is None:
+                    raise SpawnError(f"zygote exited (status {self._zygote.poll()})")
+                if message["op"] == "exit":
+                    self._statuses[message["pid"]] = message["status"]
+                elif message["op"] == "ready":
+                    self._ready = message
+                else:
+                    self._replies.append((message, fds))
 
     def _wait_status(self, pid: int, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while pid not in self._statuses:
-            self._next_message(max(0.0, deadline - time.monotonic()))
-        return self._statuses.pop(pid)
-
-    def _drain(self) -> None:
-        while select.select([self._control], [], [], 0)[0]:
-            self._next_message(0)
+        """The exit status of `pid` (left in place: the AgentProcess drops it once released)."""
+        self._pump(lambda: pid in self._statuses, timeout, f"the exit of pid {pid}")
+        return self._statuses[pid]
 
     # -- spawning ---------------------------------------------------------------------------------
     def _python_agent(self, spec: SpawnSpec) -> bool:
@@ -428,11 +451,10 @@ class Launcher:
         stdout = spec.stdout_fd if spec.stdout_fd is not None else sys.stdout.fileno()
         stderr = spec.stderr_fd if spec.stderr_fd is not None else sys.stderr.fileno()
         try:
-            send(self._control, {"op": "spawn", "plan": plan}, [stdout, stderr])
-            while True:
-                message, fds = self._next_message(30.0)
-                if message["op"] in ("spawned", "error"):
-                    break
+            with self._spawn_lock:  # one request in flight: the next reply is ours
+                send(self._control, {"op": "spawn", "plan": plan}, [stdout, stderr])
+                self._pump(lambda: bool(self._replies), 30.0, "the spawn")
+                message, fds = self._replies.popleft()
         except (SpawnError, OSError) as exc:
             raise SpawnError(f"spawn of {spec.name!r}: {exc}") from exc
         if message["op"] == "error":
@@ -476,8 +498,7 @@ class Launcher:
         self._closed = True
         agents = list(self._agents.values())
         for agent in agents:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(agent.pid, signal.SIGTERM)
+            agent._signal(signal.SIGTERM)
         deadline = time.monotonic() + 1.0
         for agent in agents:
             with contextlib.suppress(SpawnError, OSError):
