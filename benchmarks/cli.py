@@ -31,14 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
+            if extra is None:  # a core group that cannot import is a broken install: say so loudly
+                raise
             _unavailable(sub, name, extra, exc)
             continue
         mod.register(sub)
     return parser
 
 
-def _unavailable(sub: argparse._SubParsersAction, name: str, extra: str | None, exc: ImportError) -> None:
-    hint = f"pip install 'clove-gym[{extra}]'" if extra else "reinstall clove-gym"
+def _unavailable(sub: argparse._SubParsersAction, name: str, extra: str, exc: ImportError) -> None:
+    hint = f"pip install 'clove-gym[{extra}]'"
     p = sub.add_parser(name, help=f"(unavailable: {exc.name or exc})", add_help=True)
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
