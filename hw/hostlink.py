@@ -56,6 +56,9 @@ class HostLink(wiring.Component):
         resp_op, resp_len = Signal(8), Signal(8)
         tx_idx = Signal(range(RESP_BYTES + 6))
         idle = Signal(range(self.timeout + 1))
+        is_think, is_poll, is_send, is_recv, is_start = (
+            Signal(name=n) for n in ("is_think", "is_poll", "is_send", "is_recv", "is_start")
+        )
         byte, got = self.rx.payload, self.rx.valid
         m.d.comb += [self.rx.ready.eq(1), rx_crc.data.eq(byte)]
 
@@ -127,43 +130,52 @@ class HostLink(wiring.Component):
                 with m.Elif(bad_arg):
                     m.d.sync += respond(ERR_ARG)
                 with m.Else():
-                    m.d.sync += [*respond(), self.frames_ok.eq(self.frames_ok + 1)]
+                    bcast = op == Op.BROADCAST
+                    m.d.sync += [
+                        *respond(),
+                        self.frames_ok.eq(self.frames_ok + 1),
+                        is_think.eq(op == Op.THINK),
+                        is_poll.eq(op == Op.ASYNC_POLL),
+                        is_send.eq((op == Op.SEND) | bcast),
+                        is_recv.eq(op == Op.RECV),
+                        is_start.eq(op == Op.REPLAY_START),
+                        self.enq.payload.agent.eq(agent),
+                        self.enq.payload.cost.eq(args[0]),
+                        self.send.payload.src.eq(agent),
+                        self.send.payload.dst.eq(args[0]),
+                        self.send.payload.payload.eq(
+                            Mux(bcast, Cat(args[0], args[1]), Cat(args[1], args[2]))
+                        ),
+                        self.send.payload.broadcast.eq(bcast),
+                        self.recv.payload.eq(agent),
+                    ]
                     m.next = "EXEC"
-            with m.State("EXEC"):
+            with m.State("EXEC"):  # strobes and payloads were registered in CHECK: short paths into the Core
                 m.next = "RESPOND"
-                with m.Switch(op):
-                    with m.Case(Op.THINK):
-                        m.d.comb += [self.enq.valid.eq(1), self.enq.payload.agent.eq(agent),
-                                     self.enq.payload.cost.eq(args[0])]  # fmt: skip
-                        m.d.sync += resp.eq(self.enq.ready)
-                    with m.Case(Op.ASYNC_POLL):
-                        m.d.comb += self.disp.ready.eq(1)
-                        m.d.sync += resp.eq(
-                            Cat(self.disp.valid, Const(0, 7), Mux(self.disp.valid, self.disp.payload, 0))
-                        )
-                    with m.Case(Op.SEND, Op.BROADCAST):
-                        bcast = op == Op.BROADCAST
-                        m.d.comb += [
-                            self.send.valid.eq(1),
-                            self.send.payload.src.eq(agent),
-                            self.send.payload.dst.eq(args[0]),
-                            self.send.payload.payload.eq(
-                                Mux(bcast, Cat(args[0], args[1]), Cat(args[1], args[2]))
-                            ),
-                            self.send.payload.broadcast.eq(bcast),
-                        ]
-                        m.d.sync += resp.eq(self.send.ready)
-                    with m.Case(Op.RECV):
-                        m.d.comb += [self.recv.valid.eq(1), self.recv.payload.eq(agent)]
-                        m.d.sync += resp.eq(self.recv.ready)
-                        m.next = "RECV_DATA"
-                    with m.Case(Op.REPLAY_START):
-                        m.d.comb += self.replay_start.eq(1)
-                        m.d.sync += resp.eq(1)
-                    with m.Case(Op.REPLAY_STATUS):
-                        m.d.sync += resp.eq(self.replay_status)
-                    with m.Case(Op.NOOP):
-                        m.d.sync += resp.eq(Cat(self.frames_ok, self.frames_bad))
+                m.d.comb += [
+                    self.enq.valid.eq(is_think),
+                    self.disp.ready.eq(is_poll),
+                    self.send.valid.eq(is_send),
+                    self.recv.valid.eq(is_recv),
+                    self.replay_start.eq(is_start),
+                ]
+                with m.If(is_think):
+                    m.d.sync += resp.eq(self.enq.ready)
+                with m.If(is_poll):
+                    m.d.sync += resp.eq(
+                        Cat(self.disp.valid, Const(0, 7), Mux(self.disp.valid, self.disp.payload, 0))
+                    )
+                with m.If(is_send):
+                    m.d.sync += resp.eq(self.send.ready)
+                with m.If(is_recv):
+                    m.d.sync += resp.eq(self.recv.ready)
+                    m.next = "RECV_DATA"
+                with m.If(is_start):
+                    m.d.sync += resp.eq(1)
+                with m.If(op == Op.REPLAY_STATUS):
+                    m.d.sync += resp.eq(self.replay_status)
+                with m.If(op == Op.NOOP):
+                    m.d.sync += resp.eq(Cat(self.frames_ok, self.frames_bad))
             with m.State("RECV_DATA"):  # the popped message is out one cycle after the recv
                 src8, payload16 = Signal(8), Signal(16)
                 m.d.comb += [src8.eq(self.rdata.src), payload16.eq(self.rdata.payload)]

@@ -47,23 +47,25 @@ class Mailbox(wiring.Component):
         recv_fire = self.recv.valid & self.recv.ready
         has_free, alloc = first_set(m, free, p.slots)
 
+        # per receiver: a pointer FIFO, its count, and registered copies of what the ports need at once
+        # (head slot, non-empty, room) so recv/send decisions are a mux, not a memory read + compare
         counts = Array(Signal(range(md + 1), name=f"mcount{j}") for j in range(n))
         heads = Array(Signal(p.slot_bits, name=f"mhead{j}") for j in range(n))
-        room = Signal(n)
+        nonempty = Signal(n)
+        room = Signal(n, init=(1 << n) - 1)
         dest = Signal(n)
         for j in range(n):
             fifo = memory.Memory(shape=p.slot_bits, depth=md, init=[])
             m.submodules[f"ptrs{j}"] = fifo
-            rd, wr = fifo.read_port(domain="comb"), fifo.write_port()
+            after, wr = fifo.read_port(domain="comb"), fifo.write_port()
             rptr = Signal(range(md), name=f"mrptr{j}")
             wptr = Signal(range(md), name=f"mwptr{j}")
             push = send_fire & dest[j]
             pop = recv_fire & (recv == j)
+            c = counts[j]
             m.d.comb += [
-                room[j].eq(counts[j] < md),
                 dest[j].eq(Mux(send.broadcast, send.src != j, send.dst == j)),
-                rd.addr.eq(rptr),
-                heads[j].eq(rd.data),
+                after.addr.eq(rptr + 1 if md > 1 else 0),  # the entry behind the head
                 wr.addr.eq(wptr),
                 wr.data.eq(alloc),
                 wr.en.eq(push),
@@ -72,12 +74,20 @@ class Mailbox(wiring.Component):
                 m.d.sync += wptr.eq(wptr + 1 if md > 1 else 0)
             with m.If(pop):
                 m.d.sync += rptr.eq(rptr + 1 if md > 1 else 0)
-            m.d.sync += counts[j].eq(counts[j] + push - pop)
+            m.d.sync += c.eq(c + push - pop)
+            with m.If(push & ~pop):
+                m.d.sync += [nonempty[j].eq(1), room[j].eq(c + 1 < md)]
+                with m.If(c == 0):
+                    m.d.sync += heads[j].eq(alloc)
+            with m.Elif(pop & ~push):
+                m.d.sync += [nonempty[j].eq(c != 1), room[j].eq(1), heads[j].eq(after.data)]
+            with m.Elif(pop & push):
+                m.d.sync += heads[j].eq(Mux(c == 1, alloc, after.data))
 
         slot = Signal(p.slot_bits)
         m.d.comb += [
             self.send.ready.eq(has_free & ((room | ~dest) == (1 << n) - 1)),
-            self.recv.ready.eq(counts[recv] != 0),
+            self.recv.ready.eq(nonempty.bit_select(recv, 1)),
             slot.eq(heads[recv]),
             st_wr.addr.eq(alloc),
             st_wr.data.eq(Cat(send.src, send.payload)),
@@ -85,10 +95,13 @@ class Mailbox(wiring.Component):
             st_rd.addr.eq(slot),
             st_rd.en.eq(recv_fire),
         ]
+        # a popped slot's reference is released one cycle later (off the recv decision path)
+        pend_valid, pend_slot = Signal(), Signal(p.slot_bits)
+        m.d.sync += [pend_valid.eq(recv_fire), pend_slot.eq(slot)]
         for i in range(p.slots):
             with m.If(send_fire & (alloc == i)):
                 m.d.sync += [free[i].eq(0), refs[i].eq(Mux(send.broadcast, n - 1, 1))]
-            with m.Elif(recv_fire & (slot == i)):
+            with m.Elif(pend_valid & (pend_slot == i)):
                 m.d.sync += refs[i].eq(refs[i] - 1)
                 with m.If(refs[i] == 1):
                     m.d.sync += free[i].eq(1)

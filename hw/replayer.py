@@ -51,7 +51,8 @@ def rom_entries(p: HwParams, cycles: Iterable[CycleIn]) -> list[dict]:
 
 
 class Replayer(wiring.Component):
-    """Master of the Core's ports while `running`; `start` (re)starts from entry 0 and clears the counters."""
+    """Master of the Core's ports while `running`; `start` (re)starts from entry 0 and clears the counters
+    (the top resets the Core on `start` too, so a replay always begins from the reset state)."""
 
     def __init__(self, params: HwParams, entries: list[dict]) -> None:
         self.p = params.validate()
@@ -84,25 +85,30 @@ class Replayer(wiring.Component):
         e = rd.data
         done = idx == n
         fire = self.running & ~done & (gap == e.gap)
-        # the read address is the next index, so rd.data always holds entry `idx` (one-cycle BRAM read)
+        # producer: the read address is the next index, so rd.data always holds entry `idx`
         m.d.comb += [idx_next.eq(idx + fire), rd.addr.eq(idx_next)]
-        m.d.comb += [
+        # one register stage between the ROM and the Core (the BRAM's slow output stays off the Core's
+        # paths); `active` marks the stage holding a stimulus cycle, `live` that the Core is being replayed
+        active, live = Signal(), Signal()
+        m.d.sync += [
             self.enq.valid.eq(fire & e.enq_valid), self.enq.payload.eq(e.enq),
             self.send.valid.eq(fire & e.send_valid), self.send.payload.eq(e.send),
             self.recv.valid.eq(fire & e.recv_valid), self.recv.payload.eq(e.recv),
-            self.disp.ready.eq(self.running),
+            active.eq(self.running & ~done), live.eq(self.running),
         ]  # fmt: skip
+        m.d.comb += self.disp.ready.eq(live)
         with m.If(self.start):
             m.d.sync += [idx.eq(0), gap.eq(0), self.running.eq(1), self.cycles.eq(0), self.busy_cycles.eq(0),
-                         self.decisions.eq(0)]  # fmt: skip
+                         self.decisions.eq(0), live.eq(0), active.eq(0)]  # fmt: skip
             m.d.comb += rd.addr.eq(0)
         with m.Elif(self.running):
-            with m.If(done & ~self.busy):
-                m.d.sync += self.running.eq(0)
-            with m.Else():
-                m.d.sync += [idx.eq(idx_next), gap.eq(0), self.cycles.eq(self.cycles + 1),
-                             self.busy_cycles.eq(self.busy_cycles + self.busy),
-                             self.decisions.eq(self.decisions + self.disp.valid)]  # fmt: skip
-                with m.If(~fire & ~done):
-                    m.d.sync += gap.eq(gap + 1)
+            m.d.sync += [idx.eq(idx_next), gap.eq(0)]
+            with m.If(~fire & ~done):
+                m.d.sync += gap.eq(gap + 1)
+            with m.If(live):
+                with m.If(active | self.busy):
+                    m.d.sync += [self.cycles.eq(self.cycles + 1), self.busy_cycles.eq(self.busy_cycles + self.busy),
+                                 self.decisions.eq(self.decisions + self.disp.valid)]  # fmt: skip
+                with m.Else():  # the stimulus is over and every queue is empty
+                    m.d.sync += [self.running.eq(0), live.eq(0)]
         return m

@@ -8,7 +8,7 @@ a queued head that passes its bucket starts a visit and is served in the same cy
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from clove_gym.sim.model import TOKEN_ONE
@@ -17,13 +17,23 @@ from clove_gym.sim.params import HwParams
 DEFICIT_BITS = 16
 
 
-def first_set(m: Module, bits: Signal, width: int) -> tuple[Signal, Signal]:
-    """(any, index of the lowest set bit) of `bits`, as combinational signals."""
+def lowest_one_hot(m: Module, bits: Value, width: int) -> Signal:
+    """The lowest set bit of `bits` alone (x & -x: one carry chain, fast on FPGAs)."""
+    onehot = Signal(width)
+    m.d.comb += onehot.eq(bits & (~bits + 1))
+    return onehot
+
+
+def encode(m: Module, onehot: Signal, width: int) -> Signal:
+    """Binary index of a one-hot vector (an OR tree per output bit)."""
     idx = Signal(range(max(2, width)))
-    for i in reversed(range(width)):
-        with m.If(bits[i]):
-            m.d.comb += idx.eq(i)
-    return bits.any(), idx
+    m.d.comb += idx.eq(Cat(Cat(onehot[i] for i in range(width) if i >> b & 1).any() for b in range(len(idx))))
+    return idx
+
+
+def first_set(m: Module, bits: Value, width: int) -> tuple[Value, Signal]:
+    """(any, index of the lowest set bit) of `bits`, as combinational signals."""
+    return bits.any(), encode(m, lowest_one_hot(m, bits, width), width)
 
 
 class Scheduler(wiring.Component):
@@ -77,41 +87,63 @@ class Scheduler(wiring.Component):
             with m.If(disp_fire & (grant == i)):
                 m.d.sync += rptr.eq(rptr + 1 if p.depth > 1 else 0)
 
-        ready = Signal(n)
+        ready, fits, last = Signal(n), Signal(n), Signal(n)
+        nonzero = Signal(n)  # registered count != 0: keeps the compare off the decision path
         for i in range(n):
             tok_ok = 1 if p.bucket_rate == 0 else tokens[i] >= head_cost[i] * TOKEN_ONE
-            m.d.comb += ready[i].eq((count[i] != 0) & tok_ok)
+            m.d.comb += [
+                ready[i].eq(nonzero[i] & tok_ok),
+                # head_cost < 2**cost_bits, so deficit >= head_cost iff its high bits are non-zero or its low
+                # bits reach the cost: a short compare instead of a 16-bit carry chain
+                fits[i].eq(deficit[i][p.cost_bits :].any() | (deficit[i][: p.cost_bits] >= head_cost[i])),
+                last[i].eq(count[i] == 1),
+            ]
 
+        # the current visit continues, or the first ready agent at/after `start` (rotating priority)
         cont = Signal()
-        m.d.comb += cont.eq(in_visit & ready.bit_select(ptr, 1) & (head_cost[ptr] <= deficit[ptr]))
-        start = Signal(p.agent_bits)
-        m.d.comb += start.eq(ptr + in_visit)
-        rotated = Signal(n)
-        m.d.comb += rotated.eq(Cat(ready, ready).bit_select(start, n))
-        found, offset = first_set(m, rotated, n)
+        m.d.comb += cont.eq(in_visit & (ready & fits).bit_select(ptr, 1))
+        # i >= ptr + in_visit (mod N); when that wraps to 0 the mask is empty, and "no upper candidate"
+        # falls back to the lowest ready agent, which is the same answer
+        at_or_after = Signal(n)
+        m.d.comb += at_or_after.eq(Cat(Mux(in_visit, i > ptr, i >= ptr) for i in range(n)))
+        upper = Signal(n)
+        m.d.comb += upper.eq(ready & at_or_after)
+        pick = lowest_one_hot(m, Mux(upper.any(), upper, ready), n)
+        onehot = Signal(n)
+        m.d.comb += onehot.eq(Mux(cont, Const(1, n) << ptr, pick))
         m.d.comb += [
-            grant.eq(Mux(cont, ptr, (start + offset)[: p.agent_bits])),
-            self.disp.valid.eq(cont | found),
+            grant.eq(encode(m, onehot, n)),
+            self.disp.valid.eq(ready.any()),  # cont implies ready[ptr]
             self.disp.payload.eq(grant),
             self.enq.ready.eq(count[self.enq.payload.agent] < p.depth),
-            self.busy.eq(Cat(c != 0 for c in count).any()),
+            self.busy.eq(nonzero.any()),
         ]
 
-        turn = Array(Const(p.quantum * p.weight(i), DEFICIT_BITS) for i in range(n))
+        after_grant = encode(m, Cat(onehot[n - 1], onehot[: n - 1]), n)  # grant + 1, in parallel
         with m.If(disp_fire):
-            g = grant
-            base = Mux(cont, deficit[g], deficit[g] + turn[g])
-            with m.If(count[g] == 1):
-                m.d.sync += [deficit[g].eq(0), ptr.eq(g + 1), in_visit.eq(0)]
+            with m.If((last & onehot).any()):
+                m.d.sync += [ptr.eq(after_grant), in_visit.eq(0)]
             with m.Else():
-                m.d.sync += [deficit[g].eq(base - head_cost[g]), ptr.eq(g), in_visit.eq(1)]
+                m.d.sync += [ptr.eq(grant), in_visit.eq(1)]
         with m.Elif(self.disp.ready & self.busy & in_visit):
             m.d.sync += [ptr.eq(ptr + 1), in_visit.eq(0)]
 
         for i in range(n):
             inc = enq_fire & (self.enq.payload.agent == i)
-            dec = disp_fire & (grant == i)
+            dec = disp_fire & onehot[i]
             m.d.sync += count[i].eq(count[i] + inc - dec)
+            with m.If(inc):
+                m.d.sync += nonzero[i].eq(1)
+            with m.Elif(dec & last[i]):
+                m.d.sync += nonzero[i].eq(0)
+            turn = p.quantum * p.weight(i)
+            with m.If(dec):  # per-agent arithmetic in parallel; only the enable depends on the grant
+                with m.If(last[i]):
+                    m.d.sync += deficit[i].eq(0)
+                with m.Elif(cont):
+                    m.d.sync += deficit[i].eq(deficit[i] - head_cost[i])
+                with m.Else():
+                    m.d.sync += deficit[i].eq(deficit[i] + (turn - head_cost[i]))
             if p.bucket_rate:
                 spent = Mux(dec, head_cost[i] * TOKEN_ONE, 0)
                 level = Signal(range(cap + p.bucket_rate + 1), name=f"level{i}")

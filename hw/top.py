@@ -6,7 +6,7 @@ Core's ports whenever the replayer is idle. LEDs show `busy` and `replay done`.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from clove_gym.sim.params import HwParams
 
@@ -29,7 +29,9 @@ class SystemTop(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         divisor = round(self.clk_hz / self.baud)
-        m.submodules.core = core = Core(self.p)
+        core = Core(self.p)
+        start = Signal()
+        m.submodules.core = ResetInserter(start)(core)  # a replay starts from the reset state
         m.submodules.link = link = HostLink(self.p, timeout_cycles=int(self.clk_hz / 1000))  # 1 ms
         m.submodules.replayer = rep = Replayer(self.p, self.rom)
         m.submodules.urx = urx = UartRx(divisor)
@@ -40,7 +42,7 @@ class SystemTop(wiring.Component):
 
         boot = Signal(init=1)  # start the replayer once after configuration
         m.d.sync += boot.eq(0)
-        m.d.comb += rep.start.eq(boot | link.replay_start)
+        m.d.comb += [start.eq(boot | link.replay_start), rep.start.eq(start)]
         r = rep.running
         for name in ("enq", "send", "recv"):
             src_rep, src_link, dst = getattr(rep, name), getattr(link, name), getattr(core, name)

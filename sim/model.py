@@ -152,6 +152,7 @@ class Mailbox:
         self.payload = [0] * p.slots
         self.queues: list[deque[int]] = [deque() for _ in range(p.agents)]
         self.rdata: tuple[bool, int, int] = (False, 0, 0)
+        self.pending: int | None = None  # slot popped last cycle: its reference is released at this edge
 
     def send_ready(self, src: int, dst: int, broadcast: bool) -> bool:
         if True not in self.free:
@@ -165,14 +166,16 @@ class Mailbox:
         return bool(self.queues[agent])
 
     def commit(self, send: tuple[int, int, int, bool] | None, recv: int | None) -> None:
-        """The edge: store an accepted send, pop an accepted recv into the read-data register."""
-        freed = None
+        """The edge: store an accepted send, pop an accepted recv into the read-data register, release
+        the reference popped in the previous cycle (a slot is free again two cycles after its last recv)."""
+        freed, self.pending, popped = self.pending, None, self.pending
+        if popped is not None:
+            self.refs[popped] -= 1
+            freed = popped if self.refs[popped] == 0 else None
         if recv is not None:
             slot = self.queues[recv].popleft()
             self.rdata = (True, self.src[slot], self.payload[slot])
-            self.refs[slot] -= 1
-            if self.refs[slot] == 0:
-                freed = slot
+            self.pending = slot
         else:
             self.rdata = (False, 0, 0)
         if send is not None:

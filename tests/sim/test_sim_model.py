@@ -93,6 +93,8 @@ def test_mailbox_send_recv_broadcast_and_backpressure() -> None:
     assert not core.step(CycleIn(send=(1, 0, 9, True))).send_ready  # agent 0's mailbox is full
     for agent in (0, 1, 3):
         assert core.step(CycleIn(recv=agent)).recv_ready
+    assert core.mbox.free.count(True) == 2  # the last reference is released one edge later
+    core.step(CycleIn())
     assert core.mbox.free.count(True) == 3  # first broadcast fully received: its slot is free again
     core.reset()
     assert core.mbox.free.count(True) == 4 and not any(core.mbox.queues)
