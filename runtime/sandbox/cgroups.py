@@ -60,7 +60,7 @@ def _read_kv(path: str) -> dict[str, int]:
     return out
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
     """Sleep with exponential steps (never spin) until `condition` holds; TimeoutError names `what`."""
     deadline = time.monotonic() + timeout
     delay = 0.0001
@@ -247,7 +247,7 @@ class CgroupV1(Cgroup):
     def freeze(self) -> None:
         state = os.path.join(self._dir("freezer"), "freezer.state")
         _write(state, "FROZEN")
-        _wait_for(lambda: _read(state).strip() == "FROZEN", "freezer.state FROZEN")  # FREEZING meanwhile
+        wait_for(lambda: _read(state).strip() == "FROZEN", "freezer.state FROZEN")  # FREEZING meanwhile
 
     def thaw(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -350,7 +350,7 @@ class CgroupV2(Cgroup):
 
     def freeze(self) -> None:
         _write(f"{self.path}/cgroup.freeze", "1")
-        _wait_for(self.frozen, "cgroup.events frozen 1")
+        wait_for(self.frozen, "cgroup.events frozen 1")
 
     def thaw(self) -> None:
         with contextlib.suppress(FileNotFoundError):

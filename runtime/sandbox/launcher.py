@@ -173,8 +173,25 @@ class AgentProcess:
         if self._group is not None:
             self._group.freeze()
         else:
-            self._signal_tree(signal.SIGSTOP)
+            cgroups.wait_for(lambda: self._settle_tree(stop=True), "SIGSTOP to stop the whole tree")
         self._paused = True
+
+    def _settle_tree(self, stop: bool) -> bool:
+        """Signal every member not yet in the wanted state (a child forked meanwhile too); True once
+        none is left. Without a freezer this is the best signals can do: a vfork parent (state D)
+        counts as stopped, it cannot run until its child does."""
+        pending = 0
+        for pid in self._tree():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if (state not in ("T", "t", "Z", "X", "D")) if stop else state in ("T", "t"):
+                pending += 1
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP if stop else signal.SIGCONT)
+        return pending == 0
 
     def resume(self) -> None:
         if self._status is not None:
@@ -182,7 +199,7 @@ class AgentProcess:
         if self._group is not None:
             self._group.thaw()
         else:
-            self._signal_tree(signal.SIGCONT)
+            cgroups.wait_for(lambda: self._settle_tree(stop=False), "SIGCONT to resume the whole tree")
         self._paused = False
 
     def kill(self, timeout: float = 5.0) -> int:

@@ -47,8 +47,11 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
 
 
 def recv(sock: socket.socket, max_fds: int = 4) -> tuple[dict[str, Any] | None, list[int]]:
-    """One message and its descriptors, (None, []) at EOF."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, max_fds)
+    """One message and its descriptors, (None, []) at EOF (a peer that closed with unread data resets)."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, max_fds)
+    except ConnectionResetError:
+        return None, []
     if not data:
         for fd in fds:
             os.close(fd)

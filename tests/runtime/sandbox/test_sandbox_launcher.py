@@ -435,3 +435,110 @@ def test_crashed_launcher_process_leaves_nothing_behind(runner) -> None:
     assert not any(os.path.exists(f"/proc/{p}") for p in info["pids"])
     assert cgroup_dirs(info["rel"]) == [] and cgroup_dirs(os.path.dirname(info["rel"])) == []
     assert not os.path.exists(info["newroot"])
+
+
+VIEW_PROBE = """
+import json, os, socket
+print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "procs": sorted(p for p in os.listdir("/proc") if p.isdigit()),
+                  "root": sorted(os.listdir("/")), "tmp": os.listdir("/tmp"), "cwd": os.getcwd(),
+                  "ifs": [n for _, n in socket.if_nameindex()], "host": socket.gethostname(),
+                  "seccomp": [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")],
+                  "groups": os.getgroups(), "uid_is_own": os.getuid() != 0}))
+"""
+
+
+def _view(launcher: Launcher, script: str, agent_id: int) -> tuple[dict, bool]:
+    r, w = os.pipe()
+    agent = launcher.spawn(SpawnSpec(agent_id, "view", [sys.executable, script], {}, None, stdout_fd=w))
+    os.close(w)
+    out = b"".join(iter(lambda: os.read(r, 65536), b""))
+    os.close(r)
+    assert agent.wait(10) == 0
+    return json.loads(out), agent.isolation["warm_slot"]
+
+
+def test_warm_slot_and_cold_path_give_the_same_sandbox(runner) -> None:
+    script = runner.script(VIEW_PROBE)
+    with Launcher(root_cgroup_name="clove-gym-test", pool_size=0) as cold:
+        cold_view, was_warm = _view(cold, script, 1)
+        assert not was_warm
+    with Launcher(root_cgroup_name="clove-gym-test", pool_size=1) as warm:
+        deadline = time.monotonic() + 10
+        was_warm = False
+        while not was_warm and time.monotonic() < deadline:
+            time.sleep(0.1)  # the slot prepares itself once the zygote is idle
+            warm_view, was_warm = _view(warm, script, 1)
+        assert was_warm, "no warm slot became ready within 10 s"
+    assert warm_view == cold_view
+
+
+def test_spawn_kill_and_poll_from_several_threads(runner) -> None:
+    import concurrent.futures
+
+    launcher = runner.launcher
+    script = runner.script("import time\ntime.sleep(30)\n")
+    quick = runner.script("pass\n")
+
+    def cycle(i: int) -> tuple[int, int]:
+        agent = launcher.spawn(SpawnSpec(100 + i, f"thr{i}", [sys.executable, script], {}, None))
+        short = launcher.spawn(SpawnSpec(200 + i, f"quick{i}", [sys.executable, quick], {}, None))
+        return agent.kill(timeout=0.5), short.wait(10)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(cycle, range(8)))
+    assert results == [(128 + signal.SIGTERM, 0)] * 8
+    assert launcher._agents == {} and launcher._statuses == {}
+
+
+NONROOT = """
+import json, os, sys, time
+from clove_gym.runtime.sandbox import Launcher, Limits, SpawnSpec
+with Launcher(root_cgroup_name="clove-gym-test") as launcher:
+    r, w = os.pipe()
+    script = 'echo "$$ $(hostname) $(ulimit -v) $(readlink /proc/self/ns/pid) $(readlink /proc/self/ns/net) $(id -u)"; sleep 30'
+    agent = launcher.spawn(SpawnSpec(1, "unpriv", ["/bin/sh", "-c", script], {"PATH": "/usr/bin:/bin"}, None,
+                                     stdout_fd=w, limits=Limits(memory=512 << 20)))
+    os.close(w)
+    line = os.read(r, 4096).decode().split()
+    agent.pause()
+    frozen = [open(f"/proc/{p}/stat").read().split()[2] for p in agent._tree()]
+    agent.resume()
+    status = agent.kill(timeout=2)
+    print(json.dumps({"caps": launcher.capabilities, "iso": agent.isolation, "line": line, "frozen": frozen,
+                      "status": status, "host_pid_ns": os.readlink("/proc/self/ns/pid"),
+                      "host_net_ns": os.readlink("/proc/self/ns/net")}))
+"""
+
+
+def test_without_root_user_namespaces_and_rlimits_are_used_and_reported(runner) -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to run the launcher as an unprivileged user")
+    # nobody, keeping only the right to read files (the interpreter lives under root's 0700 home here)
+    cmd = [
+        setpriv,
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+        sys.executable,
+        "-c",
+        NONROOT,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    caps, iso = got["caps"], got["iso"]
+    assert not caps["root"] and caps["userns"] and caps["mechanism"] == "rlimit"
+    assert iso["namespaces"]["user"] and iso["namespaces"]["pid"] and not iso["fully_isolated"]
+    assert iso["limits"] == {"memory": "rlimit", "max_pids": None, "cpu_quota": None}
+    assert "rlimits" in iso["degraded_reason"] and "not root" in iso["degraded_reason"]
+    pid, host, vmem, pid_ns, net_ns, uid = got["line"]
+    assert (pid, host, uid) == ("2", "clove-unpriv_1", "0")  # root of its own user namespace only
+    assert int(vmem) == 512 << 10 and pid_ns != got["host_pid_ns"] and net_ns != got["host_net_ns"]
+    assert "T" in got["frozen"] and set(got["frozen"]) <= {
+        "T",
+        "D",
+    }  # SIGSTOP to the whole tree (D: vfork parent)
+    assert got["status"] == 128 + signal.SIGTERM
