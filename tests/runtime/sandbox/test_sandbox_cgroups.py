@@ -1,0 +1,105 @@
+"""cgroup backends against the real hierarchies of this machine: v1 (memory, pids, cpu, freezer) and the
+unified v2 hierarchy (here without controllers, which still has cgroup.freeze and cgroup.kill)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from clove_gym.runtime.sandbox import Limits, cgroups
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups")
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _join(group: cgroups.Cgroup, pid: int) -> None:
+    for path in group.procs_files:
+        with open(path, "w") as f:
+            f.write(str(pid))
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_v2_freeze_thaw_kill_and_remove_on_the_unified_hierarchy(sleeper) -> None:
+    mount = cgroups.v2_mount()
+    if mount is None:
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    group = cgroups.CgroupV2(f"clove-gym-test/v2-{os.getpid()}/agent_1", mount)
+    try:
+        applied = group.create(Limits())
+        available = set(open(os.path.join(mount, "cgroup.controllers")).read().split())
+        assert applied["memory_limit"] == ("memory" in available)
+        _join(group, sleeper.pid)
+        assert group.pids() == [sleeper.pid]
+        group.freeze()
+        assert group.frozen()
+        group.thaw()
+        assert not group.frozen()
+        group.freeze()
+        group.kill_all()  # cgroup.kill: a frozen task dies too
+        assert sleeper.wait(5) == -9
+        assert group.remove()
+        assert not os.path.exists(group.path)
+        desc = group.describe()
+        assert desc == {"mechanism": "cgroup2", "rel": group.rel, "mount": mount}
+    finally:
+        group.remove(timeout=0)
+        for d in (os.path.dirname(group.path), os.path.dirname(os.path.dirname(group.path))):
+            if os.path.isdir(d) and d != mount:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
+
+def test_v1_limits_rename_metrics_and_attach(sleeper) -> None:
+    if not cgroups.v1_usable():
+        pytest.skip("cgroup v1 memory/pids/cpu/freezer are not mounted writable here")
+    parent = f"clove-gym-test/v1-{os.getpid()}"
+    group = cgroups.CgroupV1(f"{parent}/warm-0")
+    try:
+        group.create(Limits())
+        _join(group, sleeper.pid)
+        group.rename(f"{parent}/agent_7")  # a warm slot becoming an agent: no task migration
+        assert group.pids() == [sleeper.pid]
+        assert group.set_limits(Limits(memory=1 << 30, max_pids=5)) == dict.fromkeys(
+            ("memory_limit", "cpu_quota", "pids_limit"), True
+        )
+        m = group.metrics()
+        assert (
+            m["cgroup_path"] == f"{parent}/agent_7"
+            and m["memory"]["max"] == 1 << 30
+            and m["pids"] == {"current": 1, "max": 5}
+        )
+        copy = cgroups.attach(group.describe())  # what the zygote rebuilds after a launcher crash
+        assert copy.dirs == group.dirs and copy.pids() == [sleeper.pid]
+        copy.freeze()
+        time.sleep(0.05)
+        assert group.frozen() and _state(sleeper.pid) in ("D", "S", "T")
+        copy.kill_all()  # SIGKILL then thaw: a frozen v1 task dies once thawed
+        assert sleeper.wait(5) == -9
+        assert copy.remove() and not any(os.path.exists(d) for d in group.dirs)
+    finally:
+        group.remove(timeout=0)
+        for c in cgroups.V1_CONTROLLERS:
+            d = os.path.join(cgroups.CGROUP_ROOT, c, parent)
+            if os.path.isdir(d):
+                os.rmdir(d)
+
+
+def test_wait_for_times_out_naming_what_it_waited_for() -> None:
+    with pytest.raises(TimeoutError, match="the impossible"):
+        cgroups.wait_for(lambda: False, "the impossible", timeout=0.01)
