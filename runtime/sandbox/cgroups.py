@@ -169,7 +169,7 @@ class Cgroup:
             if not self.dirs or time.monotonic() > deadline:
                 return not self.dirs
             time.sleep(delay)
-            delay = min(delay * 2, 0.01)
+            delay = min(delay * 2, 0.002)
 
     def _empty_metrics(self) -> dict[str, Any]:
         return {

@@ -115,6 +115,32 @@ class AgentProcess:
             if self._status is None:  # the pidfd is still ours
                 signal.pidfd_send_signal(self.pidfd, signo)
 
+    def _zombie_status(self) -> int | None:
+        """The exit status straight from /proc while init is an unreaped zombie, so kill() need not wait
+        for the zygote's report. Read first, then proven ours: the pidfd still reaches the process,
+        so it was not reaped and its pid cannot have been reused."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                return None
+            wait_status = int(fields[-1])  # field 52, exit_code: the raw wait status
+            with self._lock:
+                if self._status is not None:
+                    return None
+                signal.pidfd_send_signal(self.pidfd, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return 128 + os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else os.WEXITSTATUS(wait_status)
+
+    def _exit_status(self) -> int:
+        status = self._launcher._statuses.get(self.pid)
+        if status is None:
+            status = self._zombie_status()
+        if status is None:
+            status = self._launcher._wait_status(self.pid, _EXIT_WAIT)  # reaped: the report is on its way
+        return status
+
     def poll(self) -> int | None:
         """Exit status (128+signo after a signal) once the agent has exited, else None. On the first
         call after exit it also releases the cgroup and the pidfd, so a crash leaves nothing behind.
@@ -123,7 +149,7 @@ class AgentProcess:
             return self._status
         if self.pid not in self._launcher._statuses and not self._dead():
             return None
-        self._finish(self._launcher._wait_status(self.pid, _EXIT_WAIT))
+        self._finish(self._exit_status())
         return self._status
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -142,8 +168,7 @@ class AgentProcess:
                 self._group.remove()
             os.close(self.pidfd)
             self._status = status
-            self._launcher._statuses.pop(self.pid, None)
-            self._launcher._agents.pop(self.pid, None)
+            self._launcher._release(self.pid)
 
     def _tree(self) -> list[int]:
         """Host pids of the tree when there is no cgroup: same PID namespace, or same session."""
@@ -219,7 +244,9 @@ class AgentProcess:
                 self._signal_tree(signal.SIGKILL)
                 self._signal_tree(signal.SIGCONT)
         if self._status is None:
-            self._finish(self._launcher._wait_status(self.pid, _EXIT_WAIT))
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self.pidfd], [], [], _EXIT_WAIT)
+            self._finish(self._exit_status())
         self._paused = False
         return self._status  # type: ignore[return-value]
 
@@ -270,6 +297,7 @@ class Launcher:
         self.capabilities["namespaces"] = self._root or self.capabilities["userns"]
         self._agents: dict[int, AgentProcess] = {}
         self._statuses: dict[int, int] = {}
+        self._live: set[int] = set()  # inits whose exit report is still to come
         self._replies: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
         self._io_lock = threading.Lock()
         self._spawn_lock = threading.Lock()
@@ -332,11 +360,21 @@ class Launcher:
                 if message is None:
                     raise SpawnError(f"zygote exited (status {self._zygote.poll()})")
                 if message["op"] == "exit":
-                    self._statuses[message["pid"]] = message["status"]
+                    if message["pid"] in self._live:  # else: released already (status read from /proc)
+                        self._statuses[message["pid"]] = message["status"]
+                    self._live.discard(message["pid"])
                 elif message["op"] == "ready":
                     self._ready = message
                 else:
+                    if message["op"] == "spawned":
+                        self._live.add(message["pid"])
                     self._replies.append((message, fds))
+
+    def _release(self, pid: int) -> None:
+        """An agent is finished: forget its status, and its zygote report if that is still to come."""
+        self._statuses.pop(pid, None)
+        self._agents.pop(pid, None)
+        self._live.discard(pid)
 
     def _wait_status(self, pid: int, timeout: float) -> int:
         """The exit status of `pid` (left in place: the AgentProcess drops it once released)."""

@@ -40,6 +40,17 @@ def _lines_during(fd: int, seconds: float) -> list[str]:
     return out.decode().splitlines()
 
 
+def gone(pids: list[int], init: int | None = None) -> bool:
+    """No pid of the tree is left. kill() returns once init is a zombie (its status read from /proc);
+    the zygote reaps that zombie right after, so init alone gets a moment."""
+    if any(os.path.exists(f"/proc/{p}") for p in pids if p != init):
+        return False
+    deadline = time.monotonic() + 2.0
+    while init is not None and os.path.exists(f"/proc/{init}") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return init is None or not os.path.exists(f"/proc/{init}")
+
+
 def test_limits_from_json_defaults_and_validation() -> None:
     assert Limits.from_json(None) == Limits()
     assert Limits.from_json({"memory": 1 << 26, "memory_mb": 5}).memory == 1 << 26  # unknown keys ignored
@@ -257,7 +268,7 @@ def test_kill_of_paused_agent_ends_the_tree(runner) -> None:
         agent.pause()
         status = agent.kill(timeout=5.0)  # must not wait 5 s for a frozen SIGTERM handler
         assert status == 128 + signal.SIGKILL
-        assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+        assert gone(pids, agent.pid)
     finally:
         os.close(out_r)
         os.close(err_r)
@@ -287,7 +298,7 @@ def test_kill_leaves_nothing_behind(runner) -> None:
     os.close(err_r)
     assert status == 128 + signal.SIGTERM  # init forwarded SIGTERM; the agent died of it
     assert elapsed < 2.0
-    assert not any(os.path.exists(f"/proc/{p}") for p in pids)  # no process, no zombie
+    assert gone(pids, agent.pid)  # no process, no zombie
     assert cgroup_dirs(rel) == []
     with pytest.raises(OSError):
         os.fstat(agent.pidfd)  # pidfd released
@@ -407,7 +418,7 @@ def test_close_kills_everything_and_removes_cgroups_and_temp_dir(runner) -> None
         pids = [p for a in agents for p in a._group.pids()]
         tag_dirs = [os.path.join(CGROUP_ROOT, c, "clove-gym-test", launcher._tag) for c in V1_CONTROLLERS]
         newroot, zygote = launcher._newroot, launcher._zygote
-    assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    assert gone(pids)
     assert not any(os.path.exists(d) for d in tag_dirs)
     assert not os.path.exists(newroot) and zygote.poll() is not None
     with pytest.raises(SpawnError, match="closed"):
