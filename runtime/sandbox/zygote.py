@@ -93,6 +93,7 @@ class Zygote:
         self.slots: dict[int, Slot] = {}  # slot socket fd -> slot
         self.config: dict[str, Any] = {"pool_size": 0}
         self.slot_failures = 0
+        self.doomed: list[cgroups.Cgroup] = []  # groups to remove once their zombies are reaped
         self.serial = itertools.count()
         self.seccomp: bytes | None = None
         for name in preload:
@@ -108,6 +109,13 @@ class Zygote:
         signal.set_wakeup_fd(wake_w)
 
     def serve(self) -> None:
+        try:
+            self._serve()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the launcher went away while we were reporting to it
+        self.shutdown()
+
+    def _serve(self) -> None:
         send(self.control, {"op": "ready", "pid": os.getpid(), "seccomp": self.seccomp is not None})
         while True:
             # refill the pool only once idle, so preparing slots never competes with a spawn
@@ -128,7 +136,6 @@ class Zygote:
             if self.control in ready:
                 message, fds = recv(self.control)
                 if message is None:
-                    self.shutdown()
                     return
                 try:
                     if message["op"] == "config":
@@ -155,6 +162,7 @@ class Zygote:
             for slot in list(self.slots.values()):
                 if slot.init_pid == info.si_pid:  # a waiting slot died: never hand it out
                     self.drop_slot(slot, kill=False)
+            self.doomed = [g for g in self.doomed if not g.remove(timeout=0)]
 
     # -- warm slots -------------------------------------------------------------------------------
     def refill(self) -> None:
@@ -205,11 +213,19 @@ class Zygote:
     def drop_slot(self, slot: Slot, kill: bool) -> None:
         self.slots.pop(slot.sock.fileno(), None)
         slot.sock.close()
-        if kill and slot.init_pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(slot.init_pid, signal.SIGKILL)
-        if slot.group is not None:
-            slot.group.remove()
+        if kill:
+            if slot.init_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.init_pid, signal.SIGKILL)
+            if slot.group is not None:
+                slot.group.kill_all()  # also a slot whose init pid we have not heard of yet
+        for pid in (slot.setup_pid, slot.init_pid):  # init is ours once setup is reaped
+            if pid is not None:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        # a v1 group stays busy until its last task is reaped: retried from the reap loop
+        if slot.group is not None and not slot.group.remove(timeout=0.05):
+            self.doomed.append(slot.group)
 
     def take_slot(self, plan: dict[str, Any]) -> Slot | None:
         if not plan["sandboxed"] or plan["network"] or plan["userns"]:
@@ -341,6 +357,8 @@ class Zygote:
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
+        for group in self.doomed:
+            group.remove()
         for d in self.config.get("cleanup_dirs", []):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
