@@ -63,6 +63,7 @@ class HostLink(wiring.Component):
         m.d.comb += [self.rx.ready.eq(1), rx_crc.data.eq(byte)]
 
         known, want_len, out_len = Signal(), Signal(8), Signal(8)
+        known_r, len_ok, arg_ok = Signal(), Signal(), Signal()
         with m.Switch(op):
             for code, (req, rsp) in COMMANDS.items():
                 with m.Case(code):
@@ -116,18 +117,26 @@ class HostLink(wiring.Component):
                         m.next = "CRC"
             with m.State("CRC"):
                 receive([crc_ok.eq(byte == rx_crc.crc)], "CHECK")
-            with m.State("CHECK"):
-                bad_arg = (agent >= p.agents) | (
-                    (op == Op.THINK) & ((args[0] == 0) | (args[0] > p.max_cost))) | (
-                    (op == Op.SEND) & (args[0] >= p.agents))  # fmt: skip
+            with m.State("CHECK"):  # register the verdicts first: the decision below is then shallow
+                m.d.sync += [
+                    known_r.eq(known),
+                    len_ok.eq(length == want_len),
+                    arg_ok.eq(
+                        (agent < p.agents)
+                        & ~((op == Op.THINK) & ((args[0] == 0) | (args[0] > p.max_cost)))
+                        & ~((op == Op.SEND) & (args[0] >= p.agents))
+                    ),
+                ]
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
                 m.next = "RESPOND"
                 with m.If(~crc_ok):
                     m.d.sync += respond(ERR_CRC)
-                with m.Elif(~known):
+                with m.Elif(~known_r):
                     m.d.sync += respond(ERR_OPCODE)
-                with m.Elif(length != want_len):
+                with m.Elif(~len_ok):
                     m.d.sync += respond(ERR_LENGTH)
-                with m.Elif(bad_arg):
+                with m.Elif(~arg_ok):
                     m.d.sync += respond(ERR_ARG)
                 with m.Else():
                     bcast = op == Op.BROADCAST
@@ -150,15 +159,17 @@ class HostLink(wiring.Component):
                         self.recv.payload.eq(agent),
                     ]
                     m.next = "EXEC"
-            with m.State("EXEC"):  # strobes and payloads were registered in CHECK: short paths into the Core
-                m.next = "RESPOND"
+            with m.State("EXEC"):  # strobes and payloads were registered in CHECK; the top registers them
+                m.next = "CAPTURE"  # again, so the Core acts on them (and answers) in the next cycle
                 m.d.comb += [
                     self.enq.valid.eq(is_think),
-                    self.disp.ready.eq(is_poll),
                     self.send.valid.eq(is_send),
                     self.recv.valid.eq(is_recv),
                     self.replay_start.eq(is_start),
                 ]
+            with m.State("CAPTURE"):
+                m.next = "RESPOND"
+                m.d.comb += self.disp.ready.eq(is_poll)
                 with m.If(is_think):
                     m.d.sync += resp.eq(self.enq.ready)
                 with m.If(is_poll):

@@ -7,7 +7,7 @@ The slot returns to the free bitmap when its last receiver has popped it.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from clove_gym.sim.params import HwParams
@@ -45,7 +45,10 @@ class Mailbox(wiring.Component):
         send, recv = self.send.payload, self.recv.payload
         send_fire = self.send.valid & self.send.ready
         recv_fire = self.recv.valid & self.recv.ready
-        has_free, alloc = first_set(m, free, p.slots)
+        _, alloc = first_set(m, free, p.slots)
+        # registered "a slot is free", kept from a free-slot count, instead of an M-input OR on the send path
+        n_free = Signal(range(p.slots + 1), init=p.slots)
+        has_free = Signal(init=1)
 
         # per receiver: a pointer FIFO, its count, and registered copies of what the ports need at once
         # (head slot, non-empty, room) so recv/send decisions are a mux, not a memory read + compare
@@ -84,9 +87,16 @@ class Mailbox(wiring.Component):
             with m.Elif(pop & push):
                 m.d.sync += heads[j].eq(Mux(c == 1, alloc, after.data))
 
+        # others_room[s]: every agent but s has room (a broadcast from s fits); depends on registers only,
+        # so the send decision is two muxes deep instead of a decode and an N-input AND
+        others_room = Signal(n)
+        m.d.comb += others_room.eq(Cat((room | (1 << s)) == (1 << n) - 1 for s in range(n)))
         slot = Signal(p.slot_bits)
         m.d.comb += [
-            self.send.ready.eq(has_free & ((room | ~dest) == (1 << n) - 1)),
+            self.send.ready.eq(
+                has_free
+                & Mux(send.broadcast, others_room.bit_select(send.src, 1), room.bit_select(send.dst, 1))
+            ),
             self.recv.ready.eq(nonempty.bit_select(recv, 1)),
             slot.eq(heads[recv]),
             st_wr.addr.eq(alloc),
@@ -96,12 +106,19 @@ class Mailbox(wiring.Component):
             st_rd.en.eq(recv_fire),
         ]
         # a popped slot's reference is released one cycle later (off the recv decision path)
-        pend_valid, pend_slot = Signal(), Signal(p.slot_bits)
-        m.d.sync += [pend_valid.eq(recv_fire), pend_slot.eq(slot)]
+        # (kept one-hot, so neither the release test nor the refcount update needs a 1-of-M mux or compare)
+        pend = Signal(p.slots)
+        m.d.sync += pend.eq(Mux(recv_fire, Const(1, p.slots) << slot, 0))
+        release = Signal()
+        m.d.comb += release.eq((pend & Cat(r == 1 for r in refs)).any())
+        m.d.sync += [
+            n_free.eq(n_free - send_fire + release),
+            has_free.eq((n_free - send_fire + release) != 0),
+        ]
         for i in range(p.slots):
             with m.If(send_fire & (alloc == i)):
                 m.d.sync += [free[i].eq(0), refs[i].eq(Mux(send.broadcast, n - 1, 1))]
-            with m.Elif(pend_valid & (pend_slot == i)):
+            with m.Elif(pend[i]):
                 m.d.sync += refs[i].eq(refs[i] - 1)
                 with m.If(refs[i] == 1):
                     m.d.sync += free[i].eq(1)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from clove_gym.sim.model import CycleIn
 from clove_gym.sim.params import HwParams
@@ -79,32 +80,48 @@ class Replayer(wiring.Component):
         n = len(self.entries)
         m.submodules.rom = rom = memory.Memory(shape=self.layout, depth=n, init=self.entries)
         rd = rom.read_port()
-        idx = Signal(range(n + 1))
-        idx_next = Signal(range(n + 1))
+        # prefetch: the ROM is read at a registered address into a small FIFO, so no path runs from the
+        # block RAM's (slow) output back to its address
+        fifo = SyncFIFO(width=self.layout.size, depth=4)
+        m.submodules.fifo = ResetInserter(self.start)(fifo)
+        raddr = Signal(range(n + 1))
+        inflight = Signal()
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(self.running & ~self.start & (raddr < n) & (fifo.level + inflight < 3)),
+            rd.addr.eq(raddr),
+            rd.en.eq(issue),
+            fifo.w_en.eq(inflight),
+            fifo.w_data.eq(rd.data.as_value()),
+        ]
+        m.d.sync += [inflight.eq(issue), raddr.eq(raddr + issue)]
+
+        e = data.View(self.layout, fifo.r_data)
+        primed = Signal()  # the first entry has arrived: stimulus cycles start counting
         gap = Signal(8)
-        e = rd.data
-        done = idx == n
-        fire = self.running & ~done & (gap == e.gap)
-        # producer: the read address is the next index, so rd.data always holds entry `idx`
-        m.d.comb += [idx_next.eq(idx + fire), rd.addr.eq(idx_next)]
-        # one register stage between the ROM and the Core (the BRAM's slow output stays off the Core's
-        # paths); `active` marks the stage holding a stimulus cycle, `live` that the Core is being replayed
+        done = Signal()
+        m.d.comb += done.eq((raddr == n) & ~inflight & ~fifo.r_rdy)
+        fire = Signal()
+        m.d.comb += [fire.eq(self.running & primed & fifo.r_rdy & (gap == e.gap)), fifo.r_en.eq(fire)]
+        # the top registers every Core input, so the Core sees this cycle's entry one cycle later:
+        # `active` (a stimulus cycle) and `live` (the Core is being replayed) are delayed to match
         active, live = Signal(), Signal()
-        m.d.sync += [
+        m.d.comb += [
             self.enq.valid.eq(fire & e.enq_valid), self.enq.payload.eq(e.enq),
             self.send.valid.eq(fire & e.send_valid), self.send.payload.eq(e.send),
             self.recv.valid.eq(fire & e.recv_valid), self.recv.payload.eq(e.recv),
-            active.eq(self.running & ~done), live.eq(self.running),
         ]  # fmt: skip
-        m.d.comb += self.disp.ready.eq(live)
+        m.d.sync += [active.eq(self.running & primed & ~done), live.eq(self.running & primed)]
+        m.d.comb += self.disp.ready.eq(live)  # the Core's consumer: always ready during a replay
         with m.If(self.start):
-            m.d.sync += [idx.eq(0), gap.eq(0), self.running.eq(1), self.cycles.eq(0), self.busy_cycles.eq(0),
-                         self.decisions.eq(0), live.eq(0), active.eq(0)]  # fmt: skip
-            m.d.comb += rd.addr.eq(0)
+            m.d.sync += [raddr.eq(0), inflight.eq(0), primed.eq(0), gap.eq(0), self.running.eq(1),
+                         self.cycles.eq(0), self.busy_cycles.eq(0), self.decisions.eq(0), live.eq(0),
+                         active.eq(0)]  # fmt: skip
         with m.Elif(self.running):
-            m.d.sync += [idx.eq(idx_next), gap.eq(0)]
-            with m.If(~fire & ~done):
-                m.d.sync += gap.eq(gap + 1)
+            with m.If(fifo.r_rdy):
+                m.d.sync += primed.eq(1)
+            with m.If(primed):
+                m.d.sync += gap.eq(Mux(fire | done, 0, gap + 1))
             with m.If(live):
                 with m.If(active | self.busy):
                     m.d.sync += [self.cycles.eq(self.cycles + 1), self.busy_cycles.eq(self.busy_cycles + self.busy),

@@ -8,7 +8,7 @@ a queued head that passes its bucket starts a visit and is served in the same cy
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth import Array, Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from clove_gym.sim.model import TOKEN_ONE
@@ -56,7 +56,7 @@ class Scheduler(wiring.Component):
         n = p.agents
         count = Array(Signal(range(p.depth + 1), name=f"count{i}") for i in range(n))
         deficit = Array(Signal(DEFICIT_BITS, name=f"deficit{i}") for i in range(n))
-        ptr = Signal(p.agent_bits)
+        ptr = Signal(n, init=1)  # the ring pointer, one-hot: no decoder or comparator on the decision path
         in_visit = Signal()
         cap = p.bucket_burst * TOKEN_ONE
         tokens = Array(Signal(range(cap + 1), init=cap, name=f"tokens{i}") for i in range(n))
@@ -101,16 +101,18 @@ class Scheduler(wiring.Component):
 
         # the current visit continues, or the first ready agent at/after `start` (rotating priority)
         cont = Signal()
-        m.d.comb += cont.eq(in_visit & (ready & fits).bit_select(ptr, 1))
-        # i >= ptr + in_visit (mod N); when that wraps to 0 the mask is empty, and "no upper candidate"
-        # falls back to the lowest ready agent, which is the same answer
+        m.d.comb += cont.eq(in_visit & (ready & fits & ptr).any())
+        # agents i >= pointer + in_visit (mod N), as prefix ORs of the one-hot pointer; when that wraps
+        # to 0 the mask is empty, and "no upper candidate" falls back to the lowest ready agent: the same
+        ge = Signal(n)
+        m.d.comb += ge.eq(Cat(ptr[: i + 1].any() for i in range(n)))
         at_or_after = Signal(n)
-        m.d.comb += at_or_after.eq(Cat(Mux(in_visit, i > ptr, i >= ptr) for i in range(n)))
+        m.d.comb += at_or_after.eq(Mux(in_visit, ge << 1, ge))
         upper = Signal(n)
         m.d.comb += upper.eq(ready & at_or_after)
         pick = lowest_one_hot(m, Mux(upper.any(), upper, ready), n)
         onehot = Signal(n)
-        m.d.comb += onehot.eq(Mux(cont, Const(1, n) << ptr, pick))
+        m.d.comb += onehot.eq(Mux(cont, ptr, pick))
         m.d.comb += [
             grant.eq(encode(m, onehot, n)),
             self.disp.valid.eq(ready.any()),  # cont implies ready[ptr]
@@ -119,14 +121,13 @@ class Scheduler(wiring.Component):
             self.busy.eq(nonzero.any()),
         ]
 
-        after_grant = encode(m, Cat(onehot[n - 1], onehot[: n - 1]), n)  # grant + 1, in parallel
         with m.If(disp_fire):
             with m.If((last & onehot).any()):
-                m.d.sync += [ptr.eq(after_grant), in_visit.eq(0)]
+                m.d.sync += [ptr.eq(Cat(onehot[n - 1], onehot[: n - 1])), in_visit.eq(0)]  # grant + 1
             with m.Else():
-                m.d.sync += [ptr.eq(grant), in_visit.eq(1)]
+                m.d.sync += [ptr.eq(onehot), in_visit.eq(1)]
         with m.Elif(self.disp.ready & self.busy & in_visit):
-            m.d.sync += [ptr.eq(ptr + 1), in_visit.eq(0)]
+            m.d.sync += [ptr.eq(Cat(ptr[n - 1], ptr[: n - 1])), in_visit.eq(0)]
 
         for i in range(n):
             inc = enq_fire & (self.enq.payload.agent == i)

@@ -44,14 +44,15 @@ class SystemTop(wiring.Component):
         m.d.sync += boot.eq(0)
         m.d.comb += [start.eq(boot | link.replay_start), rep.start.eq(start)]
         r = rep.running
+        # every Core input comes from a register: the replayer's ROM/FIFO and the link's decoding stay
+        # off the Core's paths (both sources account for the one-cycle delay)
         for name in ("enq", "send", "recv"):
             src_rep, src_link, dst = getattr(rep, name), getattr(link, name), getattr(core, name)
-            m.d.comb += [
+            m.d.sync += [
                 dst.valid.eq(Mux(r, src_rep.valid, src_link.valid)),
                 dst.payload.eq(Mux(r, src_rep.payload, Value.cast(src_link.payload))),
-                src_rep.ready.eq(dst.ready & r),
-                src_link.ready.eq(dst.ready & ~r),
             ]
+            m.d.comb += [src_rep.ready.eq(dst.ready & r), src_link.ready.eq(dst.ready & ~r)]
         m.d.comb += [
             core.disp.ready.eq(Mux(r, rep.disp.ready, link.disp.ready)),
             rep.disp.valid.eq(core.disp.valid), rep.disp.payload.eq(core.disp.payload),
