@@ -206,23 +206,27 @@ class SyscallHandlers:
     def _read_file(
         self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None
     ) -> dict[str, Any]:
-        try:
-            req = parse_request(payload, empty_ok=False)
-        except BadRequest as exc:
-            return _fail(str(exc), content="", size=0)
-        result = hostcalls.read_file(req, self.perms(aid))
-        if not result["success"] and result["error"].startswith("Permission denied"):
-            self._blocked(aid, op, result["error"])
-        return result
+        return self._file_call(aid, op, payload, hostcalls.read_file, {"content": "", "size": 0})
 
     def _write_file(
         self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None
     ) -> dict[str, Any]:
+        return self._file_call(aid, op, payload, hostcalls.write_file, {"bytes_written": 0})
+
+    def _file_call(
+        self: Kernel,
+        aid: int,
+        op: int,
+        payload: bytes,
+        call: Callable[[dict[str, Any], Permissions], dict[str, Any]],
+        defaults: dict[str, Any],
+    ) -> dict[str, Any]:
+        """READ/WRITE: quick enough to run on the kernel thread; a denial is reported as blocked."""
         try:
             req = parse_request(payload, empty_ok=False)
         except BadRequest as exc:
-            return _fail(str(exc), bytes_written=0)
-        result = hostcalls.write_file(req, self.perms(aid))
+            return _fail(str(exc), **defaults)
+        result = call(req, self.perms(aid))
         if not result["success"] and result["error"].startswith("Permission denied"):
             self._blocked(aid, op, result["error"])
         return result
