@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import urllib.error
 import urllib.request
@@ -131,7 +132,10 @@ def read_file(req: dict[str, Any], perms: Permissions) -> dict[str, Any]:
     if denied:
         return {**base, "error": denied}
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang the kernel
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {**base, "error": f"failed to open file: not a regular file: {path}"}
             data = f.read(MAX_READ_BYTES + 1)
     except OSError as exc:
         return {**base, "error": f"failed to open file: {exc.strerror or exc}"}
@@ -154,10 +158,15 @@ def write_file(req: dict[str, Any], perms: Permissions) -> dict[str, Any]:
     if denied:
         return {**base, "error": denied}
     data = content.encode("utf-8", "surrogatepass")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if mode == "append" else os.O_TRUNC)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags |= os.O_APPEND if mode == "append" else 0  # truncation waits until it is known to be a file
     try:
         fd = os.open(path, flags, 0o644)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {**base, "error": f"failed to open file for writing: not a regular file: {path}"}
+            if mode != "append":
+                os.ftruncate(fd, 0)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

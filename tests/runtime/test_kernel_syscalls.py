@@ -396,3 +396,13 @@ def test_absurd_sizes_in_config_are_refused_not_crashed(connect):
         reply = c.call(op, payload)
         assert reply["success"] is False and "max_entries" in reply["error"]
     assert c.call(Op.RECV, {"max": 2**70})["success"] is True  # clamped, answered
+
+
+def test_read_write_of_a_fifo_or_device_does_not_hang_the_kernel(connect, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    c, witness = connect(), connect()
+    assert "not a regular file" in c.call(Op.READ, {"path": str(fifo)})["error"]
+    assert c.call(Op.WRITE, {"path": str(fifo), "content": "x"})["success"] is False
+    assert "not a regular file" in c.call(Op.READ, {"path": "/dev/zero"})["error"]
+    assert witness.raw(Op.NOOP, b"alive") == b"alive"
