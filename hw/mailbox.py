@@ -12,7 +12,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from clove_gym.sim.params import HwParams
 
-from .scheduler import first_set
+from .scheduler import encode, lowest_one_hot
 
 
 class Mailbox(wiring.Component):
@@ -45,7 +45,8 @@ class Mailbox(wiring.Component):
         send, recv = self.send.payload, self.recv.payload
         send_fire = self.send.valid & self.send.ready
         recv_fire = self.recv.valid & self.recv.ready
-        _, alloc = first_set(m, free, p.slots)
+        alloc_oh = lowest_one_hot(m, free, p.slots)  # per-slot updates use the one-hot directly
+        alloc = encode(m, alloc_oh, p.slots)
         # registered "a slot is free", kept from a free-slot count, instead of an M-input OR on the send path
         n_free = Signal(range(p.slots + 1), init=p.slots)
         has_free = Signal(init=1)
@@ -116,7 +117,7 @@ class Mailbox(wiring.Component):
             has_free.eq((n_free - send_fire + release) != 0),
         ]
         for i in range(p.slots):
-            with m.If(send_fire & (alloc == i)):
+            with m.If(send_fire & alloc_oh[i]):
                 m.d.sync += [free[i].eq(0), refs[i].eq(Mux(send.broadcast, n - 1, 1))]
             with m.Elif(pend[i]):
                 m.d.sync += refs[i].eq(refs[i] - 1)
