@@ -97,21 +97,21 @@ def measure(n: int = 50) -> dict[str, dict[str, Any]]:
             rows["sandboxed python, warm slot (paced 40 ms)"] = {**summary(ms), "warm": warm}
             ms, warm = _spawns(launcher, script, n, 0.0)
             rows["sandboxed python, back-to-back"] = {**summary(ms), "warm": warm}
-            t0 = time.monotonic()
-            burst = 0
-            while time.monotonic() - t0 < 2.0:
-                launcher.spawn(
-                    SpawnSpec(
-                        10_000 + burst,
-                        "rate",
-                        [sys.executable, script],
-                        {},
-                        None,
-                        stdout_fd=os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC),
+            devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            for label, wait in (("spawn+exit one at a time", True), ("spawns, agents overlapping", False)):
+                t0, running = time.monotonic(), []
+                while time.monotonic() - t0 < 2.0:
+                    spec = SpawnSpec(
+                        10_000 + len(running), "rate", [sys.executable, script], {}, None, stdout_fd=devnull
                     )
-                ).wait(30)
-                burst += 1
-            rows["sustained spawn+exit, sequential"] = {"n": burst, "per_s": burst / (time.monotonic() - t0)}
+                    running.append(launcher.spawn(spec))
+                    if wait:
+                        running[-1].wait(30)
+                elapsed = time.monotonic() - t0
+                for agent in running:
+                    agent.wait(30)
+                rows[f"sustained: {label}"] = {"n": len(running), "per_s": len(running) / elapsed}
+            os.close(devnull)
             kills = []
             for i in range(n):
                 agent = launcher.spawn(
