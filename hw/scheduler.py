@@ -102,15 +102,13 @@ class Scheduler(wiring.Component):
         # the current visit continues, or the first ready agent at/after `start` (rotating priority)
         cont = Signal()
         m.d.comb += cont.eq(in_visit & (ready & fits & ptr).any())
-        # agents i >= pointer + in_visit (mod N), as prefix ORs of the one-hot pointer; when that wraps
-        # to 0 the mask is empty, and "no upper candidate" falls back to the lowest ready agent: the same
-        ge = Signal(n)
-        m.d.comb += ge.eq(Cat(ptr[: i + 1].any() for i in range(n)))
-        at_or_after = Signal(n)
-        m.d.comb += at_or_after.eq(Mux(in_visit, ge << 1, ge))
-        upper = Signal(n)
-        m.d.comb += upper.eq(ready & at_or_after)
-        pick = lowest_one_hot(m, Mux(upper.any(), upper, ready), n)
+        # `after` is a register: the agents strictly after the last grant (the scan's start is the ring
+        # position after it whether or not the visit went on). The first ready agent at or after the
+        # start is the lowest set bit of (ready & after, ready) read as one 2N-bit word, folded back.
+        after = Signal(n, init=(1 << n) - 1)
+        both = lowest_one_hot(m, Cat(ready & after, ready), 2 * n)
+        pick = Signal(n)
+        m.d.comb += pick.eq(both[:n] | both[n:])
         onehot = Signal(n)
         m.d.comb += onehot.eq(Mux(cont, ptr, pick))
         m.d.comb += [
@@ -122,6 +120,7 @@ class Scheduler(wiring.Component):
         ]
 
         with m.If(disp_fire):
+            m.d.sync += after.eq(~Cat(onehot[i:].any() for i in range(n)))
             with m.If((last & onehot).any()):
                 m.d.sync += [ptr.eq(Cat(onehot[n - 1], onehot[: n - 1])), in_visit.eq(0)]  # grant + 1
             with m.Else():
