@@ -138,7 +138,10 @@ class AgentProcess:
         if status is None:
             status = self._zombie_status()
         if status is None:
-            status = self._launcher._wait_status(self.pid, _EXIT_WAIT)  # reaped: the report is on its way
+            try:
+                status = self._launcher._wait_status(self.pid, _EXIT_WAIT)  # reaped: the report is coming
+            except SpawnError:  # the zygote itself died: the status is lost, the agent is not
+                status = 128 + signal.SIGKILL
         return status
 
     def poll(self) -> int | None:

@@ -197,6 +197,11 @@ def test_seccomp_denies_listed_syscalls_with_eperm(runner) -> None:
     assert got == dict.fromkeys(got, "EPERM")
 
 
+def test_seccomp_cannot_be_dodged_through_the_x32_entry_point(runner) -> None:
+    ran = runner.run("import ctypes\nctypes.CDLL(None).syscall(0x40000000 + 425, 1, 0)\nprint('bypassed')\n")
+    assert ran.status == 128 + signal.SIGSYS and "bypassed" not in ran.out  # killed: wrong ABI
+
+
 def test_limits_written_and_mechanism_reported(runner) -> None:
     limits = Limits(memory=96 << 20, max_pids=12, cpu_quota=30000, cpu_period=100000, cpu_shares=512)
     agent, out_r, err_r = runner.start("import time\ntime.sleep(30)\n", limits=limits)
