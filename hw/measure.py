@@ -3,16 +3,25 @@ decisions/s of the software scheduler, harness and cocotb speed. Each returns pl
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shutil
 import statistics
+import struct
+import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from clove_gym.runtime.scheduler import Scheduler as SoftwareScheduler
+from clove_gym.sim.backends import Tick, TickResult
 from clove_gym.sim.model import CycleIn
 from clove_gym.sim.params import HwParams
 from clove_gym.sim.workload import cycles_of, load_events
 
-from .verilate import replay
+from .toolchain import ToolchainError
+from .verilate import BUILD, replay
 
 
 def spread(samples: Sequence[float]) -> dict[str, float]:
@@ -77,3 +86,48 @@ def software_decisions_per_s(agents: int, decisions: int = 200_000, runs: int = 
         return decisions / (time.perf_counter() - t0)
 
     return spread([once() for _ in range(runs)])
+
+
+def drr_twin(build_root: Path = BUILD) -> Path:
+    """The C twin of the scheduling rule (hw/harness/drr.c), compiled once with the system C compiler."""
+    src = Path(__file__).parent / "harness" / "drr.c"
+    exe = build_root / f"drr-{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}"
+    if not exe.exists():
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            raise ToolchainError("no C compiler (cc/gcc) for the C scheduler twin: apt-get install gcc")
+        build_root.mkdir(parents=True, exist_ok=True)
+        tmp = exe.with_suffix(".tmp")
+        proc = subprocess.run([cc, "-O2", "-o", str(tmp), str(src)], capture_output=True, text=True)
+        if proc.returncode:
+            raise ToolchainError(f"compiling {src} failed: {proc.stderr.strip()}")
+        tmp.replace(exe)
+    return exe
+
+
+def c_twin_run(params: HwParams, ticks: Sequence[Tick]) -> list[TickResult]:
+    """Decisions of the C twin on the same ticks as sim.backends (uniform weights only)."""
+    if params.weights and len(set(params.weights)) > 1:
+        raise ValueError("the C twin implements a uniform quantum: give params without per-agent weights")
+    exe = drr_twin()
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "in", Path(d) / "out"
+        src.write_bytes(b"".join(struct.pack("<iii", *(t.enq or (-1, 0)), int(t.ready)) for t in ticks))
+        q = params.quantum * params.weight(0)
+        args = [params.agents, params.depth, q, params.bucket_rate, params.bucket_burst]
+        subprocess.run([str(exe), "replay", *map(str, args), str(src), str(dst)], check=True)
+        raw = dst.read_bytes()
+    out = struct.iter_unpack("<ii", raw)
+    return [TickResult(None if g < 0 else g, bool(a)) for g, a in out]
+
+
+def c_decisions_per_s(agents: int, decisions: int = 20_000_000, runs: int = 5) -> dict:
+    """The C twin with every queue kept non-empty."""
+    exe = drr_twin()
+    rates = []
+    for _ in range(runs):
+        out = subprocess.run([str(exe), "bench", str(agents), str(decisions)], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        d, s = re.search(r"decisions (\d+) seconds ([0-9.]+)", out).groups()
+        rates.append(int(d) / float(s))
+    return spread(rates)
