@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import runpy
+import select
 import shutil
 import signal
 import socket
@@ -58,16 +59,20 @@ def _status_of(wait_status: int) -> int:
     return os.waitstatus_to_exitcode(wait_status)
 
 
-def _detach(status_fd: int, stdio: tuple[int, int, int]) -> int:
-    """New session without a terminal, the given stdio, the status channel as fd 3, nothing else open."""
+LIFELINE_FD = 4  # read end of a pipe only the zygote writes to: EOF means the zygote is gone
+
+
+def _detach(status_fd: int, stdio: tuple[int, int, int], lifeline: int) -> int:
+    """New session without a terminal, the given stdio, the status channel as fd 3, the zygote's
+    lifeline as fd 4, nothing else open (the zygote's control socket and its end of the lifeline)."""
     signal.set_wakeup_fd(-1)  # the zygote's wakeup pipe is about to be closed
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
-    for i, fd in enumerate(stdio):
+    keep = [os.dup(status_fd), os.dup(lifeline)]  # out of the way of the dup2s below
+    for i, fd in enumerate((*stdio, *keep)):
         os.dup2(fd, i)
-    os.dup2(status_fd, 3)
-    for fd in [int(n) for n in os.listdir("/proc/self/fd")]:  # the zygote's control socket etc.
-        if fd > 3:
+    for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
+        if fd > LIFELINE_FD:
             with contextlib.suppress(OSError):
                 os.close(fd)
     return 3
@@ -97,11 +102,11 @@ def _namespace_flags(sandboxed: bool, userns: bool, network: bool) -> int:
 
 
 def setup(
-    plan: dict[str, Any], status_fd: int, stdio: tuple[int, int, int], seccomp: bytes | None
+    plan: dict[str, Any], status_fd: int, stdio: tuple[int, int, int], lifeline: int, seccomp: bytes | None
 ) -> NoReturn:
     """Stage 1 of a cold spawn, in the zygote's fresh child. Never returns."""
     try:
-        status_fd = _detach(status_fd, stdio)
+        status_fd = _detach(status_fd, stdio, lifeline)
         flags = _namespace_flags(plan["sandboxed"], plan["userns"], plan["network"])
         _enter(plan["cgroup_procs"], flags, plan["userns"], plan["network"])
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the launcher
@@ -119,14 +124,14 @@ def setup(
     os._exit(0)
 
 
-def warm_slot(slot: dict[str, Any], sock_fd: int, seccomp: bytes | None) -> NoReturn:
+def warm_slot(slot: dict[str, Any], sock_fd: int, lifeline: int, seccomp: bytes | None) -> NoReturn:
     """Stage 1 of a warm slot: everything an agent's sandbox needs that does not depend on the agent
     (session, cgroup, namespaces, loopback, the shared part of the filesystem, even the agent's process),
     done ahead of time. The waiting agent process then takes the plan and its stdout/stderr from
     `sock_fd`, finishes the filesystem and becomes the agent."""
     null = os.open(os.devnull, os.O_RDWR)
     try:
-        status_fd = _detach(sock_fd, (null, null, null))
+        status_fd = _detach(sock_fd, (null, null, null), lifeline)
         _enter(slot["cgroup_procs"], _namespace_flags(True, False, False), False, False)
     except BaseException as exc:  # noqa: BLE001
         _fail(3, "warm slot setup", exc)
@@ -189,7 +194,9 @@ def _init(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoRetu
 
 
 def _reap_until(agent: int) -> NoReturn:
-    """Be pid 1: forward termination signals to the agent, reap orphans, exit with the agent's status."""
+    """Be pid 1: forward termination signals to the agent, reap orphans, exit with the agent's status.
+    If the zygote dies (EOF on the lifeline), exit at once: the kernel then kills the whole namespace,
+    so not even a SIGKILLed zygote leaves agents behind."""
 
     def forward(signo: int, _frame: object) -> None:
         try:
@@ -199,15 +206,24 @@ def _reap_until(agent: int) -> NoReturn:
 
     for signo in _FORWARDED:
         signal.signal(signo, forward)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
     while True:
         try:
-            pid, wait_status = os.wait()
+            while True:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                if pid == agent:
+                    os._exit(_status_of(wait_status))
         except ChildProcessError:
             os._exit(0)
-        except InterruptedError:
-            continue
-        if pid == agent:
-            os._exit(_status_of(wait_status))
+        ready = select.select([LIFELINE_FD, wake_r], [], [])[0]
+        if LIFELINE_FD in ready:
+            os._exit(128 + signal.SIGKILL)
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake_r, 4096)
 
 
 def _agent(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoReturn:

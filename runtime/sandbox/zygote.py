@@ -104,6 +104,7 @@ class Zygote:
         gc.collect()
         gc.freeze()  # children never collect (and so never copy-on-write) the pre-imported heap
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        self.lifeline_r, self.lifeline_w = os.pipe()  # we only ever hold the write end open
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(wake_w)
@@ -185,7 +186,7 @@ class Zygote:
             pid = os.fork()
             if pid == 0:
                 ours.close()
-                child.warm_slot(slot_cfg, theirs.fileno(), self.seccomp)
+                child.warm_slot(slot_cfg, theirs.fileno(), self.lifeline_r, self.seccomp)
             theirs.close()
             self.slots[ours.fileno()] = Slot(ours, group, pid)
 
@@ -293,7 +294,7 @@ class Zygote:
         try:
             setup_pid = os.fork()
             if setup_pid == 0:
-                child.setup(plan, status_w, stdio, self.seccomp)
+                child.setup(plan, status_w, stdio, self.lifeline_r, self.seccomp)
         finally:
             os.close(status_w)
             os.close(stdio[0])

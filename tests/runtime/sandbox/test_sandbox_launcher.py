@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -558,3 +559,27 @@ def test_without_root_user_namespaces_and_rlimits_are_used_and_reported(runner) 
         "D",
     }  # SIGSTOP to the whole tree (D: vfork parent)
     assert got["status"] == 128 + signal.SIGTERM
+
+
+def test_agents_die_with_a_killed_zygote_and_close_still_cleans_up(runner) -> None:
+    script = runner.script("import time\ntime.sleep(60)\n")
+    launcher = Launcher(root_cgroup_name="clove-gym-test", pool_size=1)
+    try:
+        agents = [launcher.spawn(SpawnSpec(i, f"z{i}", [sys.executable, script], {}, None)) for i in (1, 2)]
+        agents.append(launcher.spawn(SpawnSpec(3, "z3", ["sleep", "60"], {"PATH": "/usr/bin:/bin"}, None)))
+        pids = [p for a in agents for p in a._group.pids()]
+        rels = [a.isolation["cgroup_path"] for a in agents]
+        os.kill(launcher._zygote.pid, signal.SIGKILL)  # no chance to clean up: the lifeline does it
+        for agent in agents:
+            assert agent.wait(5) == 128 + signal.SIGKILL
+        inits = {a.pid for a in agents}
+        assert gone([p for p in pids if p not in inits])
+        # with their reaper gone, the inits' zombies are the host init's to reap, nothing runs
+        for pid in inits:
+            with contextlib.suppress(FileNotFoundError):
+                with open(f"/proc/{pid}/stat") as f:
+                    assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    finally:
+        launcher.close()
+    assert all(cgroup_dirs(rel) == [] for rel in rels)
+    assert cgroup_dirs(f"clove-gym-test/{launcher._tag}") == [] and not os.path.exists(launcher._newroot)
