@@ -148,6 +148,7 @@ def build(
     rom: list[dict],
     seed: int = 1,
     target_mhz: float | None = None,
+    placer: str = "heap",
     build_root: Path = BUILD,
 ) -> dict:
     """Fit check, bitstream, report dict (also written as report.json next to the bitstream)."""
@@ -157,12 +158,14 @@ def build(
     est = fit_check(params, board, len(rom))
     export_tools(*board.tools)
     target = target_mhz or board.target_mhz
-    key = hashlib.sha256((params.to_json() + json.dumps(rom) + f"{seed}/{target}").encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        (params.to_json() + json.dumps(rom) + f"{seed}/{target}/{placer}").encode()
+    ).hexdigest()[:12]
     out = build_root / f"{board_name}-{key}"
     t0 = time.perf_counter()
     platform, board_hz = board.platform(target)
     platform.build(BoardTop(params, rom, board_hz), name="clove", build_dir=str(out), do_program=False,
-                   nextpnr_opts=f"--seed {seed} --timing-allow-fail")  # fmt: skip
+                   nextpnr_opts=f"--seed {seed} --placer {placer} --timing-allow-fail")  # fmt: skip
     seconds = time.perf_counter() - t0
     pnr = parse_nextpnr((out / "clove.tim").read_text())
     bitstream = next(p for p in (out / "clove.bin", out / "clove.bit") if p.exists())
@@ -173,6 +176,7 @@ def build(
         "params": json.loads(params.to_json())["params"],
         "rom_entries": len(rom),
         "seed": seed,
+        "placer": placer,
         "board_clock_mhz": board_hz / 1e6,
         "constraint_mhz": target,
         "estimate": est,

@@ -38,6 +38,7 @@ class HostLink(wiring.Component):
                 "rdata": In(data.StructLayout({"src": ab, "payload": params.payload_bits})),
                 "rdata_valid": In(1),
                 "replay_start": Out(1),
+                "core_reset": Out(1),
                 "replay_status": In(13 * 8),
                 "frames_ok": Out(16),
                 "frames_bad": Out(16),
@@ -56,8 +57,8 @@ class HostLink(wiring.Component):
         resp_op, resp_len = Signal(8), Signal(8)
         tx_idx = Signal(range(RESP_BYTES + 6))
         idle = Signal(range(self.timeout + 1))
-        is_think, is_poll, is_send, is_recv, is_start = (
-            Signal(name=n) for n in ("is_think", "is_poll", "is_send", "is_recv", "is_start")
+        is_think, is_poll, is_send, is_recv, is_start, is_kill = (
+            Signal(name=n) for n in ("is_think", "is_poll", "is_send", "is_recv", "is_start", "is_kill")
         )
         byte, got = self.rx.payload, self.rx.valid
         m.d.comb += [self.rx.ready.eq(1), rx_crc.data.eq(byte)]
@@ -148,6 +149,7 @@ class HostLink(wiring.Component):
                         is_send.eq((op == Op.SEND) | bcast),
                         is_recv.eq(op == Op.RECV),
                         is_start.eq(op == Op.REPLAY_START),
+                        is_kill.eq(op == Op.KILL),
                         self.enq.payload.agent.eq(agent),
                         self.enq.payload.cost.eq(args[0]),
                         self.send.payload.src.eq(agent),
@@ -166,6 +168,7 @@ class HostLink(wiring.Component):
                     self.send.valid.eq(is_send),
                     self.recv.valid.eq(is_recv),
                     self.replay_start.eq(is_start),
+                    self.core_reset.eq(is_kill),
                 ]
             with m.State("CAPTURE"):
                 m.next = "RESPOND"
@@ -181,7 +184,7 @@ class HostLink(wiring.Component):
                 with m.If(is_recv):
                     m.d.sync += resp.eq(self.recv.ready)
                     m.next = "RECV_DATA"
-                with m.If(is_start):
+                with m.If(is_start | is_kill):
                     m.d.sync += resp.eq(1)
                 with m.If(op == Op.REPLAY_STATUS):
                     m.d.sync += resp.eq(self.replay_status)

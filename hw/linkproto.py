@@ -21,7 +21,8 @@ COMMANDS: dict[int, tuple[int, int]] = {
     Op.SEND: (3, 1),  # dst, payload u16 -> accepted
     Op.RECV: (0, 4),  # -> got, src, payload u16
     Op.BROADCAST: (2, 1),  # payload u16 -> accepted
-    Op.REPLAY_START: (0, 1),  # restart the on-chip replayer -> 1
+    Op.KILL: (0, 1),  # reset the Core: every queued request and message dropped -> 1
+    Op.REPLAY_START: (0, 1),  # reset the Core and restart the on-chip replayer -> 1
     Op.REPLAY_STATUS: (0, 13),  # running, cycles u32, busy cycles u32, decisions u32
     Op.ASYNC_POLL: (0, 2),  # dispatch: -> granted, agent
 }

@@ -30,8 +30,8 @@ class SystemTop(wiring.Component):
         m = Module()
         divisor = round(self.clk_hz / self.baud)
         core = Core(self.p)
-        start = Signal()
-        m.submodules.core = ResetInserter(start)(core)  # a replay starts from the reset state
+        start, clear = Signal(), Signal()
+        m.submodules.core = ResetInserter(clear)(core)  # a replay (or KILL) starts from the reset state
         m.submodules.link = link = HostLink(self.p, timeout_cycles=int(self.clk_hz / 1000))  # 1 ms
         m.submodules.replayer = rep = Replayer(self.p, self.rom)
         m.submodules.urx = urx = UartRx(divisor)
@@ -43,6 +43,7 @@ class SystemTop(wiring.Component):
         boot = Signal(init=1)  # start the replayer once after configuration
         m.d.sync += boot.eq(0)
         m.d.comb += [start.eq(boot | link.replay_start), rep.start.eq(start)]
+        m.d.comb += clear.eq(start | link.core_reset)
         r = rep.running
         # every Core input comes from a register: the replayer's ROM/FIFO and the link's decoding stay
         # off the Core's paths (both sources account for the one-cycle delay)

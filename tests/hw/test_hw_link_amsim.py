@@ -89,6 +89,10 @@ def test_uart_host_link_and_replayer() -> None:
         await send_bytes(good[:3])  # truncated: the link times out, answers, and keeps working
         answers.append(("timeout", await read_frame()))
         answers.append(("noop", lp.check(await call(Op.NOOP), Op.NOOP)))
+        # KILL resets the Core: a queued request is gone afterwards
+        assert lp.check(await call(Op.THINK, 2, b"\x01"), Op.THINK) == b"\x01"
+        assert lp.check(await call(Op.KILL), Op.KILL) == b"\x01"
+        answers.append(("after_kill", lp.check(await call(Op.ASYNC_POLL), Op.ASYNC_POLL)))
 
     sim.add_testbench(bench)
     sim.run()
@@ -111,4 +115,5 @@ def test_uart_host_link_and_replayer() -> None:
         (lp.ERROR, bytes([lp.ERR_TIMEOUT, Op.THINK])),
     ]
     ok, bad = struct.unpack("<HH", seq[12])
+    assert seq[13] == b"\x00\x00"  # nothing left to dispatch after KILL
     assert bad == 5 and ok >= 9 + 2  # 9 good frames above, plus at least the two draining RECVs
