@@ -33,6 +33,7 @@ from clove_gym import native
 from clove_gym.runtime import dataplane as py_dataplane
 from clove_gym.runtime.agents import ManagedAgent, PlainLauncher
 from clove_gym.runtime.audit import AuditLog
+from clove_gym.runtime.childtable import ChildTable
 from clove_gym.runtime.events import EventBus
 from clove_gym.runtime.permissions import Permissions
 from clove_gym.runtime.protocol import (
@@ -136,6 +137,7 @@ class Kernel(SyscallHandlers):
         launcher: Any = None,
         use_native: bool = True,
         workers: int = 8,
+        child_table_dir: Path | None = None,
     ) -> None:
         self._private_dir: str | None = None
         if socket_path is None:
@@ -172,6 +174,7 @@ class Kernel(SyscallHandlers):
         self._perms: dict[int, Permissions] = {}
         self.agents: dict[int, ManagedAgent] = {}
         self.supervisor = Supervisor()
+        self.children = ChildTable(child_table_dir)
         self._next_id = 1
         self._request_counter = 0
         self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -208,6 +211,10 @@ class Kernel(SyscallHandlers):
         sock.listen(128)
         sock.setblocking(False)
         self._listener = sock
+        for row in self.children.reap_stale():  # agents a crashed kernel left behind
+            self.audit.log(
+                "AGENT_LIFECYCLE", "AGENT_REAPED", row.get("id", 0), row, agent_name=row.get("name", "")
+            )
         self._sel.register(sock, selectors.EVENT_READ, self._on_accept)
         self._sel.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
 
@@ -250,6 +257,7 @@ class Kernel(SyscallHandlers):
             except FileNotFoundError:
                 pass
         self._stop_agents()
+        self.children.remove()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self.llm is not None and self._own_llm:
             self.llm.close()
@@ -690,8 +698,19 @@ class Kernel(SyscallHandlers):
             self.sandbox_launcher = Launcher()
         return self.sandbox_launcher
 
+    def save_children(self) -> None:
+        """Rewrite the on-disk child table (see childtable.py) after any agent started or ended."""
+        self.children.save(
+            [
+                {"id": a.id, "name": a.name, "pid": a.proc.pid}
+                for a in self.agents.values()
+                if a.state in ("RUNNING", "PAUSED", "STOPPING")
+            ]
+        )
+
     def _watch(self, agent: ManagedAgent, on_exit: Callable[[ManagedAgent], None]) -> None:
         agent.watch_fd = agent.proc.fileno()
+        self.save_children()
         self._sel.register(agent.watch_fd, selectors.EVENT_READ, lambda _f, _m: on_exit(agent))
 
     def _unwatch(self, agent: ManagedAgent) -> None:
@@ -699,6 +718,7 @@ class Kernel(SyscallHandlers):
         if agent.watch_fd >= 0:
             self._sel.unregister(agent.watch_fd)
             agent.watch_fd = -1
+            self.save_children()
 
 
 def _py_writer(path: str, cap: int) -> Any:

@@ -569,6 +569,7 @@ class SyscallHandlers:
 
     def _forget_agent(self: Kernel, agent: ManagedAgent) -> None:
         self.agents.pop(agent.id, None)
+        self.save_children()
         if agent.id not in self._by_id:
             self.dp.remove_agent(agent.id)
             self._perms.pop(agent.id, None)

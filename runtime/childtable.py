@@ -1,0 +1,92 @@
+"""The kernel's child table on disk, so no agent is ever lost track of.
+
+Every kernel keeps the pids of its live agents in `<dir>/kernel-<pid>.json`, rewritten atomically whenever an
+agent starts or ends. A kernel that dies without stopping its agents (SIGKILL, OOM, power cut of the
+process) leaves that file behind; the next kernel to start reaps what it lists: an agent still alive with the
+same process start time (so a reused pid is never hit) is killed with its process group, and the file goes.
+Re-adopting a live agent would need its sandbox handles, which die with the kernel; killing it is the one
+safe choice, and it is reported in the audit log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_instances = itertools.count(1)  # several kernels may live in one process (tests, notebooks)
+
+
+def default_dir() -> Path:
+    """Per-user directory shared by every kernel of this user on this machine."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"clove-gym-kernels-{os.geteuid()}"
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/pid/stat), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ChildTable:
+    """This kernel's table file."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = directory or default_dir()
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = self.dir / f"kernel-{os.getpid()}-{next(_instances)}.json"
+
+    def save(self, agents: list[dict[str, Any]]) -> None:
+        """Record the live agents: [{"id", "name", "pid"}, ...] (start times are added here)."""
+        rows = [{**a, "start_time": start_time(a["pid"])} for a in agents]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"kernel_pid": os.getpid(), "agents": rows}))
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.with_suffix(".tmp").unlink()
+
+    def reap_stale(self) -> list[dict[str, Any]]:
+        """Kill the agents of kernels that died without stopping them; returns what was reaped."""
+        reaped: list[dict[str, Any]] = []
+        for table in sorted(self.dir.glob("kernel-*.json")):
+            try:
+                data = json.loads(table.read_text())
+                kernel_pid = int(data["kernel_pid"])
+                rows = list(data["agents"])
+            except (OSError, ValueError, KeyError, TypeError):
+                table.unlink(missing_ok=True)  # unreadable (torn by a crash): nothing can be trusted in it
+                continue
+            if kernel_pid == os.getpid() or _alive(kernel_pid):
+                continue
+            for row in rows:
+                pid, started = row.get("pid"), row.get("start_time")
+                if isinstance(pid, int) and started is not None and start_time(pid) == started:
+                    for kill in (os.killpg, os.kill):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            kill(pid, signal.SIGKILL)
+                    reaped.append({**row, "kernel_pid": kernel_pid})
+            table.unlink(missing_ok=True)
+        return reaped
