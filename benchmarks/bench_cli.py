@@ -63,9 +63,27 @@ def _runtime(args: argparse.Namespace) -> int:
     return 0
 
 
+def _isolation_arguments(p: argparse.ArgumentParser) -> None:
+    from clove_gym.benchmarks import isolation_bench
+
+    isolation_bench.add_arguments(p)
+
+
+def _isolation(args: argparse.Namespace) -> int:
+    from clove_gym.benchmarks import isolation_bench
+
+    return isolation_bench.main(args)
+
+
 BENCHES: list[Bench] = [
     Bench(
         "runtime", "kernel round trip, IPC throughput, 64 clients, tracing cost", _runtime_arguments, _runtime
+    ),
+    Bench(
+        "isolation",
+        "sandboxed spawn/kill latency, 200 concurrent agents, crash isolation vs threads and a Pool",
+        _isolation_arguments,
+        _isolation,
     ),
 ]
 
