@@ -1,0 +1,102 @@
+"""`clove-gym bench isolation --quick`: every figure next to its same-run baselines, JSON written atomically,
+the crash scenario's comparison included, bad arguments refused with a message naming them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from clove_gym.benchmarks import isolation_bench
+from clove_gym.benchmarks.cli import main
+from clove_gym.benchmarks.crash_isolation import MODES
+from clove_gym.benchmarks.isolation_probes import BWRAP_MISSING, bwrap_argv
+
+BASELINES = {
+    "spawn -> 1st syscall p50": {"cold python3 -c pass", "bwrap --unshare-all /bin/true"},
+    "spawn -> 1st syscall p99": {"cold python3 -c pass", "bwrap --unshare-all /bin/true"},
+    "sustained spawns/s": {"bwrap, sequential", "cold python3, sequential"},
+    "KILL -> all released p99": {"SIGKILL+reap plain child"},
+    "NOOP p50, 100 idle agents": {"same NOOP, no agents"},
+    "NOOP p99, 100 idle agents": {"same NOOP, no agents"},
+}
+
+
+def test_quick_run_reports_every_figure_next_to_its_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "isolation", "--quick", "--json", "--out", str(tmp_path)]
+    assert main([*argv, "--crash-workers", "12", "--crash-victims", "3"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    on_disk = json.loads((tmp_path / "isolation-latest.json").read_text())
+    assert printed == on_disk
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    assert on_disk["schema"] == isolation_bench.SCHEMA and on_disk["quick"] is True
+    assert "unpinned" in on_disk["placement"]
+    figs = {f["name"]: f for f in on_disk["figures"]}
+    assert set(BASELINES) | {"100 concurrent agents alive"} == set(figs)
+    bwrap = bwrap_argv() is not None
+    for name, wanted in BASELINES.items():
+        f = figs[name]
+        assert f["value"] > 0, name
+        got = {b[0] for b in f["baselines"]}
+        assert wanted <= got | (
+            {"bwrap --unshare-all /bin/true", "bwrap, sequential"} if not bwrap else set()
+        )
+        for base, value in f["baselines"]:
+            assert value is None and "bwrap" in base and not bwrap or value > 0, (name, base)
+    if not bwrap:
+        assert any(BWRAP_MISSING in n for n in on_disk["notes"])
+    assert (
+        figs["100 concurrent agents alive"]["value"] == 100 and figs["100 concurrent agents alive"]["passed"]
+    )
+    spawn = on_disk["samples"]["spawn"]
+    assert len(spawn["spawn_to_first_syscall_ms"]) == on_disk["params"]["spawn_n"]
+    assert spawn["missing_first_frame"] == []
+    assert spawn["isolation"]["namespaces"]["pid"] and spawn["isolation"]["namespaces"]["net"]
+    assert len(on_disk["samples"]["kill"]["released_ms"]) == on_disk["params"]["kill_n"]
+    crash = on_disk["crash_isolation"]
+    assert [r["mode"] for r in crash["results"]] == list(MODES)
+    assert crash["scenario"]["workers"] == 12 and crash["scenario"]["victims"] == 3
+
+
+def test_tables_render_with_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.console import Console
+
+    params = isolation_bench.Params.for_run(True)
+    report = isolation_bench.Report(params, True)
+    report.figures.append(
+        isolation_bench.Figure("sustained spawns/s", "/s", 60.0, [("bwrap", None)], ">= 50/s", True, "n=9")
+    )
+    report.figures.append(
+        isolation_bench.Figure("NOOP p99", "us", 20.0, [("no agents", 10.0)], "reported", None)
+    )
+    console = Console(width=200, force_terminal=False)
+    for table in isolation_bench.render(report):
+        console.print(table)
+    out = capsys.readouterr().out
+    assert "sustained spawns/s" in out and BWRAP_MISSING in out and "2.00x" in out and "info" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--agents", "0"], "--agents"),
+        (["--crash-workers", "10", "--crash-victims", "10"], "victims: 10 must be fewer than workers (10)"),
+        (["--crash-victims", "0"], "victims: expected an integer >= 1"),
+        (["--crash-workers", "1"], "workers: expected an integer >= 2"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "isolation", "--quick", "--out", str(tmp_path), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before measuring anything
+
+
+def test_non_integer_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "isolation", "--agents", "many"])
+    assert exc.value.code == 2
+    assert "--agents" in capsys.readouterr().err
