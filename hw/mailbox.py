@@ -112,8 +112,10 @@ class Mailbox(wiring.Component):
         m.d.sync += pend.eq(Mux(recv_fire, Const(1, p.slots) << slot, 0))
         release = Signal()
         m.d.comb += release.eq((pend & Cat(r == 1 for r in refs)).any())
+        if_send, if_not = Signal.like(n_free), Signal.like(n_free)  # both ready before send_fire settles
+        m.d.comb += [if_send.eq(n_free - 1 + release), if_not.eq(n_free + release)]
         m.d.sync += [
-            n_free.eq(n_free - send_fire + release),
+            n_free.eq(Mux(send_fire, if_send, if_not)),
             has_free.eq((n_free - send_fire + release) != 0),
         ]
         for i in range(p.slots):
