@@ -36,6 +36,7 @@ class Board:
     logic_budget: float  # share of the logic a build may use (issue 4: <= 60% on the iCE40)
     tools: tuple[str, ...]
     target_mhz: float  # timing constraint given to nextpnr (the Fmax goal of issue 4)
+    placer: str  # nextpnr placer that met the goal in the report (sa: simulated annealing, heap: analytic)
 
     def platform(self, target_mhz: float) -> tuple[object, float]:
         """(platform whose clock is constrained to `target_mhz` for place and route, board clock in Hz).
@@ -63,9 +64,9 @@ class Board:
 
 BOARDS = {
     "icebreaker": Board("icebreaker", "iCE40UP5K", 5280, "ICESTORM_LC", 30 * 4096, 16, 0.6,
-                        ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"), 30.0),
+                        ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"), 30.0, "sa"),
     "ulx3s-85f": Board("ulx3s-85f", "LFE5U-85F", 83640, "TRELLIS_COMB", 208 * 18432, 64, 0.9,
-                       ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"), 100.0),
+                       ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"), 100.0, "heap"),
 }  # fmt: skip
 
 
@@ -148,7 +149,7 @@ def build(
     rom: list[dict],
     seed: int = 1,
     target_mhz: float | None = None,
-    placer: str = "heap",
+    placer: str | None = None,
     build_root: Path = BUILD,
 ) -> dict:
     """Fit check, bitstream, report dict (also written as report.json next to the bitstream)."""
@@ -158,6 +159,7 @@ def build(
     est = fit_check(params, board, len(rom))
     export_tools(*board.tools)
     target = target_mhz or board.target_mhz
+    placer = placer or board.placer
     key = hashlib.sha256(
         (params.to_json() + json.dumps(rom) + f"{seed}/{target}/{placer}").encode()
     ).hexdigest()[:12]

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", nargs="*", default=[], help="traces for the on-chip replayer ROM")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--target-mhz", type=float, help="timing constraint for nextpnr (default 30 / 100)")
+    p.add_argument(
+        "--placer", choices=["heap", "sa"], help="nextpnr placer (default sa on iCE40, heap on ECP5)"
+    )
     p.add_argument("--out", type=Path, default=OUT)
     p.set_defaults(func=_build)
 
@@ -156,7 +159,9 @@ def _build(args: argparse.Namespace) -> int:
             rom = rom_entries(params, cycles_of(load_events(args.trace, params, 2000.0, 16)))
         else:
             rom = default_rom(params)
-        report = build(args.board, params, rom, seed=args.seed, target_mhz=args.target_mhz)
+        report = build(
+            args.board, params, rom, seed=args.seed, target_mhz=args.target_mhz, placer=args.placer
+        )
     except (ParamsError, WorkloadError, ToolchainError) as e:
         return _fail(str(e))
     path = write_atomic(args.out / f"build-{args.board}-{params.agents}.json", json.dumps(report, indent=2))

@@ -103,7 +103,8 @@ def markdown(r: dict) -> str:
         f = ", ".join(f"{c['mhz']:.1f}" for c in b["fmax"].values())
         lines.append(
             f"| {b['board']} | {b['params']['agents']} | {b['params']['depth']} | {b['logic_used']}"
-            f" ({b['logic_percent']}%) | {f} | {b.get('constraint_mhz', '?')} MHz | {b['seed']} | {b['build_seconds']} |"
+            f" ({b['logic_percent']}%) | {f} | {b.get('constraint_mhz', '?')} MHz | {b['seed']} |"
+            f" {b.get('placer', 'heap')} | {b['build_seconds']} |"
         )
     return "\n".join(lines) + "\n"
 
