@@ -59,6 +59,7 @@ IN_HIGH = 2 << 20  # stop reading a busy client once this much input waits
 ASYNC_RESULTS_LIMIT = 10_000
 MAX_CONNECTIONS = 4096
 TICK_S = 0.1
+IDENTIFY_WAIT_NS = 10_000_000_000  # longest a new connection waits for in-flight spawns to name it
 _PEERCRED = struct.Struct("3i")
 
 
@@ -86,6 +87,7 @@ class Connection:
         "async_results",
         "throttled",
         "admin",
+        "accepted_ns",
     )
 
     def __init__(self, sock: socket.socket, agent_id: int, peer_pid: int) -> None:
@@ -104,6 +106,7 @@ class Connection:
         self.async_results: deque[dict[str, Any]] = deque(maxlen=ASYNC_RESULTS_LIMIT)
         self.throttled = False
         self.admin = False
+        self.accepted_ns = time.monotonic_ns()
 
 
 class KernelError(RuntimeError):
@@ -176,6 +179,8 @@ class Kernel(SyscallHandlers):
         self.supervisor = Supervisor()
         self.children = ChildTable(child_table_dir)
         self._next_id = 1
+        self.launching = 0  # spawns and restarts in flight
+        self._unidentified: list[Connection] = []
         self._request_counter = 0
         self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -316,6 +321,9 @@ class Kernel(SyscallHandlers):
             self.trace.flush()
         for agent_id in self.supervisor.due(time.monotonic()):
             self._restart(agent_id)
+        if self._unidentified and time.monotonic_ns() - self._unidentified[0].accepted_ns > IDENTIFY_WAIT_NS:
+            self.launching += 1  # re-check everyone now; launched() gives up on the ones waited too long
+            self.launched()
         if self.replayer.state == "running":
             self.replayer.step(self._execute_virtual)
 
@@ -364,17 +372,41 @@ class Kernel(SyscallHandlers):
             pid, uid, _gid = _PEERCRED.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
             )
-            owner = self._spawned_owner(pid)
-            agent_id = owner if owner is not None and owner not in self._by_id else self.new_id()
-            conn = Connection(sock, agent_id, pid)
-            # C13 + trust: a spawned agent keeps its spawn id; only the kernel's own user, outside any
-            # spawned agent's process tree, is an admin connection
-            conn.admin = owner is None and uid in (0, os.geteuid())
+            conn = Connection(sock, 0, pid)
+            conn.admin = uid in (0, os.geteuid())  # narrowed in _identify when it is a spawned agent
             self._conns[conn.fd] = conn
-            self._by_id[agent_id] = conn
-            self.dp.add_agent(agent_id)
             self.stats["connections"] += 1
             self._sel.register(sock, selectors.EVENT_READ, conn)
+            owner = self._spawned_owner(pid)
+            if owner is None and self.launching:
+                # a spawn in flight may be this process: its pid is known once the launch completes,
+                # so the connection waits (its frames are buffered) until then
+                self._unidentified.append(conn)
+            else:
+                self._identify(conn, owner)
+
+    def _identify(self, conn: Connection, owner: int | None) -> None:
+        """C13 + trust: a spawned agent's first connection gets its spawn id; anything in a spawned agent's
+        process tree is never an admin; others get a fresh id."""
+        conn.id = owner if owner is not None and owner not in self._by_id else self.new_id()
+        conn.admin = conn.admin and owner is None
+        self._by_id[conn.id] = conn
+        self.dp.add_agent(conn.id)
+        if conn.inbuf:
+            self._pump(conn)
+
+    def launched(self) -> None:
+        """A spawn or restart finished (either way): identify the connections that were waiting for it."""
+        self.launching = max(self.launching - 1, 0)
+        waiting, self._unidentified = self._unidentified, []
+        for conn in waiting:
+            if conn.closed:
+                continue
+            owner = self._spawned_owner(conn.peer_pid)
+            if owner is None and self.launching and time.monotonic_ns() - conn.accepted_ns < IDENTIFY_WAIT_NS:
+                self._unidentified.append(conn)
+            else:
+                self._identify(conn, owner)
 
     def _spawned_owner(self, pid: int) -> int | None:
         """The id of the live spawned agent whose process is `pid` or one of its ancestors (a sandbox puts
@@ -408,6 +440,11 @@ class Kernel(SyscallHandlers):
             self._close(conn)
             return
         conn.recv_ns = now = time.monotonic_ns()
+        if not conn.id:  # not identified yet (see _on_accept): keep the bytes, answer later
+            conn.inbuf += data
+            if len(conn.inbuf) > IN_HIGH:
+                self._close(conn)
+            return
         if not conn.inbuf and not conn.outbuf and not conn.busy and not conn.discard:
             # hot path: whole fast-path frames answered straight from the received bytes
             out, pos, status = self.dp.process(conn.id, data, 0, 0, now)
@@ -521,9 +558,11 @@ class Kernel(SyscallHandlers):
             self._sel.unregister(conn.sock)
             conn.mask = 0
         self._conns.pop(conn.fd, None)
+        conn.sock.close()
+        if not conn.id:
+            return
         if self._by_id.get(conn.id) is conn:
             del self._by_id[conn.id]
-        conn.sock.close()
         self.release(conn.id)
 
     def release(self, agent_id: int) -> None:

@@ -439,6 +439,12 @@ class SyscallHandlers:
         launch = self._launch_fn(agent_id, name, argv, env, cwd, sandboxed, network, limits, log)
 
         def spawned(proc: Any) -> dict[str, Any]:
+            try:
+                return register(proc)
+            finally:
+                self.launched()
+
+        def register(proc: Any) -> dict[str, Any]:
             if isinstance(proc, Exception):
                 return _fail(str(proc))
             agent = ManagedAgent(
@@ -473,6 +479,7 @@ class SyscallHandlers:
                 "isolation": proc.isolation,
             }
 
+        self.launching += 1
         return self.defer(conn, op, payload, launch, spawned)
 
     def _launch_fn(
@@ -523,6 +530,8 @@ class SyscallHandlers:
                 return SpawnError(f"failed to spawn agent: {exc}")
             except OSError as exc:
                 return SpawnError(f"failed to spawn agent: cannot open log {log}: {exc.strerror}")
+            except Exception as exc:  # returned, not raised: the kernel must see every launch end
+                return SpawnError(f"failed to spawn agent: {type(exc).__name__}: {exc}")
             finally:
                 if fd is not None:
                     os.close(fd)
@@ -628,6 +637,12 @@ class SyscallHandlers:
         agent.state = "STARTING"
 
         def started(proc: Any) -> None:
+            try:
+                adopt(proc)
+            finally:
+                self.launched()
+
+        def adopt(proc: Any) -> None:
             if agent.state != "STARTING":  # killed meanwhile
                 if not isinstance(proc, Exception):
                     self._pool.submit(proc.kill, 1.0)
@@ -641,6 +656,7 @@ class SyscallHandlers:
             self.supervisor.started(agent.id, RestartConfig(), time.monotonic())
             self._watch(agent, self._on_agent_exit)
 
+        self.launching += 1
         self.defer(None, Op.SPAWN, b"", agent.launch, started)
 
     def _list(self: Kernel, aid: int, op: int, payload: bytes, conn: Connection | None) -> bytes:

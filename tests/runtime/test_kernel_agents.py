@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -167,3 +168,19 @@ def test_spawn_grants_rights_on_top_of_a_level(connect, agent_dir):
     assert "/etc/shadow" in rights["filesystem"]["blocked"]  # the level's block list is kept
     bad = c.call(Op.SPAWN, {"script": str(script), "level": "godmode"})
     assert bad["success"] is False and "unknown level" in bad["error"]
+
+
+@pytest.mark.parametrize("sandboxed", [False, True])
+def test_every_agent_gets_its_spawn_id_even_when_it_connects_at_once(connect, agent_dir, sandboxed):
+    script = agent_dir / "whoami.py"
+    script.write_text(
+        "import os\nfrom clove_sdk import CloveClient\nc = CloveClient(); c.connect(); c.echo('x')\n"
+        "c.store('id:' + os.environ['CLOVE_AGENT_NAME'], c.agent_id)\n"
+    )
+    script.chmod(0o644)
+    c = connect()
+    for i in range(8):  # pipelined: the spawns overlap with the agents' first connections
+        c.send(Op.SPAWN, {"name": f"who{i}", "script": str(script), "sandboxed": sandboxed})
+    ids = [json.loads(c.recv_frame()[2])["id"] for _ in range(8)]
+    for i, spawn_id in enumerate(ids):
+        assert _wait(lambda i=i: _registered(c, f"id:who{i}")) == spawn_id
