@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import re
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from amaranth.build import Clock
 from clove_gym.sim.params import HwParams, ParamsError
 
 from .replayer import rom_entries
-from .toolchain import export_tools
+from .toolchain import ToolchainError, export_tools
 from .top import SystemTop
 from .verilate import BUILD
 
@@ -71,17 +72,19 @@ BOARDS = {
 
 
 def estimate(p: HwParams, rom_words: int, ram_is_logic: bool) -> dict[str, int]:
-    """Rough logic-cell and block-RAM need (calibrated on the builds in the report; ~±30%)."""
+    """Logic-cell and block-RAM need, calibrated on the builds in the report (within ~10% there).
+
+    Without distributed RAM (iCE40) the per-agent pointer FIFOs and cost FIFOs are flip-flops and
+    multiplexers, ~2.5 cells per stored bit; that term dominates on the iCE40."""
     n, ab, sb = p.agents, p.agent_bits, p.slot_bits
     per_agent = 2 * (
-        p.depth.bit_length() + 16 + (16 if p.bucket_rate else 0) + (p.mbox_depth.bit_length()) + 12
+        p.depth.bit_length() + 16 + (16 if p.bucket_rate else 0) + p.mbox_depth.bit_length() + 12
     )
-    per_agent += 2 * ab  # rotating priority encoder share
-    if p.max_cost > 1:
-        per_agent += p.depth * p.cost_bits * (2 if ram_is_logic else 0) + 8
-    per_agent += p.mbox_depth * sb * (2 if ram_is_logic else 0) // 2
+    per_agent += 2 * ab + (8 if p.max_cost > 1 else 0)
     per_slot = 2 * (ab + 1) + 6
-    logic = 700 + n * per_agent + p.slots * per_slot  # 700: UART, host link, replayer, counters
+    logic = int(1.4 * (700 + n * per_agent + p.slots * per_slot))  # 700: UART, host link, replayer
+    if ram_is_logic:
+        logic += int(2.5 * n * (p.mbox_depth * sb + (p.depth * p.cost_bits if p.max_cost > 1 else 0)))
     rom_bits = rom_words * (8 + 3 + 3 * ab + p.cost_bits + p.payload_bits + 1)
     store_bits = p.slots * (ab + p.payload_bits)
     return {"logic": logic, "bram_bits": rom_bits + store_bits}
@@ -165,9 +168,20 @@ def build(
     ).hexdigest()[:12]
     out = build_root / f"{board_name}-{key}"
     t0 = time.perf_counter()
-    platform, board_hz = board.platform(target)
-    platform.build(BoardTop(params, rom, board_hz), name="clove", build_dir=str(out), do_program=False,
-                   nextpnr_opts=f"--seed {seed} --placer {placer} --timing-allow-fail")  # fmt: skip
+    try:
+        board_hz = _run(board, params, rom, out, seed, target, placer)
+    except subprocess.CalledProcessError:
+        if placer != "sa":
+            raise ToolchainError(
+                f"{board_name}: synthesis or place-and-route failed: {_log_errors(out)}"
+            ) from None
+        placer = "heap"  # nextpnr's annealer can fail to legalise carry chains on a full device
+        try:
+            board_hz = _run(board, params, rom, out, seed, target, placer)
+        except subprocess.CalledProcessError:
+            raise ToolchainError(
+                f"{board_name}: synthesis or place-and-route failed: {_log_errors(out)}"
+            ) from None
     seconds = time.perf_counter() - t0
     pnr = parse_nextpnr((out / "clove.tim").read_text())
     bitstream = next(p for p in (out / "clove.bin", out / "clove.bit") if p.exists())
@@ -190,6 +204,23 @@ def build(
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _run(
+    board: Board, params: HwParams, rom: list[dict], out: Path, seed: int, target: float, placer: str
+) -> float:
+    platform, board_hz = board.platform(target)
+    platform.build(BoardTop(params, rom, board_hz), name="clove", build_dir=str(out), do_program=False,
+                   nextpnr_opts=f"--seed {seed} --placer {placer} --timing-allow-fail")  # fmt: skip
+    return board_hz
+
+
+def _log_errors(out: Path) -> str:
+    lines = []
+    for log in (out / "clove.rpt", out / "clove.tim"):
+        if log.exists():
+            lines += [ln.strip() for ln in log.read_text(errors="replace").splitlines() if "ERROR" in ln]
+    return " | ".join(lines[-3:]) or f"see the logs in {out}"
 
 
 def default_rom(params: HwParams, cycles: int = 2000, seed: int = 1) -> list[dict]:

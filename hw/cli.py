@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--board", required=True, choices=["icebreaker", "ulx3s-85f"])
     p.add_argument("--params", type=Path, help="parameter file from `hw analyze` (default: built-in sizes)")
     p.add_argument("--agents", type=int, help="override the agent count of the parameters")
+    p.add_argument("--mbox-depth", type=int, help="override the per-agent mailbox depth")
     p.add_argument("--trace", nargs="*", default=[], help="traces for the on-chip replayer ROM")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--target-mhz", type=float, help="timing constraint for nextpnr (default 30 / 100)")
@@ -134,15 +135,17 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _params(path: Path | None, agents: int | None = None) -> HwParams:
+def _params(path: Path | None, agents: int | None = None, mbox_depth: int | None = None) -> HwParams:
     from dataclasses import replace
 
     from clove_gym.sim.params import HwParams
 
     p = HwParams.load(path) if path else HwParams()
     if agents is not None:
-        p = replace(p, agents=agents, weights=()).validate()
-    return p
+        p = replace(p, agents=agents, weights=())
+    if mbox_depth is not None:
+        p = replace(p, mbox_depth=mbox_depth)
+    return p.validate()
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -154,7 +157,7 @@ def _build(args: argparse.Namespace) -> int:
     from .toolchain import ToolchainError
 
     try:
-        params = _params(args.params, args.agents)
+        params = _params(args.params, args.agents, args.mbox_depth)
         if args.trace:
             rom = rom_entries(params, cycles_of(load_events(args.trace, params, 2000.0, 16)))
         else:
