@@ -164,7 +164,7 @@ def run_agents(sc: Scenario, victims: list[int]) -> ModeResult:
     with tempfile.TemporaryDirectory(prefix="clove-crash-") as tmp:
         os.chmod(tmp, 0o755)  # sandboxed agents run as other uids: they must reach the socket
         sock, trace = os.path.join(tmp, "kernel.sock"), os.path.join(tmp, "kernel.clvtrace")
-        with KernelProcess(sock, trace_path=trace) as kernel, Client(sock) as client:
+        with KernelProcess(sock, trace_path=trace), Client(sock) as client:
             client.store(PARAMS_KEY, {"step_s": sc.step_s})
             ids = {}
             for name in names:
@@ -208,51 +208,63 @@ def run_agents(sc: Scenario, victims: list[int]) -> ModeResult:
             time.sleep(sc.observe_s)
             end_ns = time.monotonic_ns()
             after = {a["name"]: a for a in client.list_agents()}
-            kernel_pid = kernel.pid
         lines, backoffs = _timelines(trace)
+    return _analyse_agents(sc, names, ids, victims, kill_ns, end_ns, lines, backoffs, after, restart_note)
+
+
+def _analyse_agents(
+    sc: Scenario,
+    names: list[str],
+    ids: dict[str, int],
+    victims: list[int],
+    kill_ns: dict[int, int],
+    end_ns: int,
+    lines: dict[str, list[tuple[int, int, int, int]]],
+    backoffs: dict[int, list[int]],
+    after: dict[str, dict[str, Any]],
+    restart_note: str,
+) -> ModeResult:
+    """The agents' ModeResult from their progress timelines (t_ns, n, inc, connection id)."""
     first_kill = min(kill_ns.values())
     calm_start = first_kill - int(sc.calm_s * 1e9)
-    window_s = (end_ns - first_kill) / 1e9
     vset = set(victims)
     ok, gaps_calm, gaps_crash, steps_calm, steps_after = 0, [], [], [], []
-    restart_ms, lost_values, id_changes, list_ids_ok = [], 0, [], True
+    restart_ms, relaunch_ms, lost_values, id_changes = [], [], 0, []
     for i, name in enumerate(names):
         line = lines.get(name, [])
         times = [t for t, *_ in line]
         steps_calm.append(sum(1 for t in times if calm_start <= t < first_kill))
         steps_after.append(sum(1 for t in times if first_kill <= t <= end_ns))
+        for inc in sorted({p[2] for p in line}):
+            stamped = sorted({p[3] for p in line if p[2] == inc} - {ids[name]})
+            if stamped:
+                id_changes.append(f"{name} incarnation {inc}: spawn id {ids[name]}, connection id {stamped}")
         if i in vset:
-            old = [p for p in line if p[2] == 0 and p[0] < kill_ns[i]]
+            old = [p for p in line if p[2] == 0]  # a STORE sent just before the SIGKILL may land after it
             new = [p for p in line if p[2] >= 1]
             if new:
                 restart_ms.append((new[0][0] - kill_ns[i]) / 1e6)
                 lost_values += old[-1][1] - (new[0][1] - 1) if old else 0
-            list_ids_ok &= after.get(name, {}).get("id") == ids[name]
+                delay = backoffs.get(ids[name], [])
+                if delay:
+                    relaunch_ms.append(restart_ms[-1] - delay[0])
             continue
-        stamped = sorted({p[3] for p in line} - {ids[name]})
-        if stamped:
-            id_changes.append(f"{name} (survivor): spawn id {ids[name]}, connection id {stamped}")
         contiguous = all(b[1] == a[1] + 1 and b[2] == a[2] for a, b in zip(line, line[1:], strict=False))
-        gap_calm = _max_gap(times, calm_start, first_kill) / 1e6
-        gap_crash = _max_gap(times, first_kill, end_ns) / 1e6
-        gaps_calm.append(gap_calm)
-        gaps_crash.append(gap_crash)
-        ok += contiguous and gap_crash <= sc.gap_bound_s * 1e3
-    lost, pct = _work_lost(steps_calm, steps_after, sc.calm_s, window_s)
-    delays = [d for i in victims for d in backoffs.get(ids[names[i]], [])]
-    for i in victims:
-        line = lines.get(names[i], [])
-        for inc in sorted({p[2] for p in line}):
-            stamped = sorted({p[3] for p in line if p[2] == inc} - {ids[names[i]]})
-            if stamped:
-                id_changes.append(
-                    f"{names[i]} incarnation {inc}: spawn id {ids[names[i]]}, connection id {stamped}"
-                )
+        gaps_calm.append(_max_gap(times, calm_start, first_kill) / 1e6)
+        gaps_crash.append(_max_gap(times, first_kill, end_ns) / 1e6)
+        ok += contiguous and gaps_crash[-1] <= sc.gap_bound_s * 1e3
+    lost, pct = _work_lost(steps_calm, steps_after, sc.calm_s, (end_ns - first_kill) / 1e9)
+    delays = [float(d) for i in victims for d in backoffs.get(ids[names[i]], [])]
     notes = [restart_note] if restart_note else []
+    if relaunch_ms:
+        notes.append(
+            f"restart = backoff (AGENT_RESTARTING delay_ms) + relaunch to first progress; relaunch p50 "
+            f"{Stats.of(relaunch_ms).p50:,.0f} ms, max {max(relaunch_ms):,.0f} ms"
+        )
     if id_changes:
         notes.append(
-            f"{len(id_changes)} connections were stamped with an id other than their agent's spawn id (kernel race: "
-            f"the process connected before the kernel registered its pid): {'; '.join(id_changes[:4])}"
+            f"{len(id_changes)} connections were stamped with an id other than their agent's spawn id (kernel "
+            f"race: the process connected before the kernel registered its pid): {'; '.join(id_changes[:4])}"
         )
     restarted = [after.get(names[i], {}).get("restarts", 0) for i in victims]
     notes.append(
@@ -269,14 +281,14 @@ def run_agents(sc: Scenario, victims: list[int]) -> ModeResult:
         max(gaps_crash),
         len(restart_ms),
         Stats.of(restart_ms) if restart_ms else None,
-        Stats.of([float(d) for d in delays]) if delays else None,
+        Stats.of(delays) if delays else None,
         lost_values,
         lost,
         pct,
-        same_ids=list_ids_ok,
+        same_ids=all(after.get(names[i], {}).get("id") == ids[names[i]] for i in victims),
         conn_id_changes=id_changes,
         notes=notes,
-        facts={"kernel_pid": kernel_pid, "window_s": window_s},
+        facts={"window_s": (end_ns - first_kill) / 1e9, "relaunch_ms": relaunch_ms},
     )
 
 

@@ -265,8 +265,7 @@ def _spawns(
             ip.spawn_timed(client, run, f"{tag}-s{len(run.sent_ns)}", first)
             time.sleep(params.pace_s)
 
-        for _ in ip.interleaved(params.spawn_n, {"agent": agent, **baselines}):
-            pass
+        ip.interleaved(params.spawn_n, {"agent": agent, **baselines})
         ip.collect_first_frames(trace, run)
         t0 = time.monotonic()
         while time.monotonic() - t0 < rate_s:
@@ -309,10 +308,7 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
             if held:
                 held_at_reply.append(held)
 
-        for _ in ip.interleaved(
-            params.kill_n, {"agent": one, "plain": lambda: plain.append(ip.plain_kill_ms())}
-        ):
-            pass
+        ip.interleaved(params.kill_n, {"agent": one, "plain": lambda: plain.append(ip.plain_kill_ms())})
     rel, base = _stats(released_ms), _stats(plain)
     report.samples["kill"] = {
         "kill_reply_ms": reply_ms,
@@ -539,7 +535,7 @@ def render_crash(crash: Any) -> Any:
             restart += f" (backoff {r.backoff_ms.p50:,.0f})" if r.backoff_ms else ""
         state = "-"
         if r.state_lost is not None:
-            state = f"{r.state_lost} values lost; " + ("same ids" if r.same_ids else "IDS CHANGED")
+            state = f"{r.state_lost} counter values lost; " + ("same ids" if r.same_ids else "IDS CHANGED")
         table.add_row(
             r.mode,
             Text(r.crash),

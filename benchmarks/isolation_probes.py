@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,14 +253,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def interleaved(n: int, steps: dict[str, Callable[[], None]]) -> Iterator[int]:
+def interleaved(n: int, steps: dict[str, Callable[[], object]]) -> None:
     """Run each step `n` times, rotating which goes first, so no one always runs on a quieter machine."""
     order = list(steps)
     for i in range(n):
         k = i % len(order)
         for name in order[k:] + order[:k]:
             steps[name]()
-        yield i
 
 
 def python_argv() -> list[str]:

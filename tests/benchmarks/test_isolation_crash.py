@@ -32,6 +32,7 @@ def test_agents_survivors_keep_going_and_victims_restart_with_backoff(
     assert r.survivors_ok == 16, r  # contiguous counters, no stall over the bound
     assert r.survivor_gap_crash_ms <= 1000.0
     assert r.victims_back == 4 and r.same_ids, r.notes
+    assert r.conn_id_changes == []  # every incarnation talks under its spawn id
     assert r.state_lost == 0  # each new incarnation resumed from its last stored counter
     assert r.backoff_ms is not None and r.backoff_ms.n == 4
     assert r.restart_ms is not None and r.restart_ms.min >= r.backoff_ms.min  # no restart skipped its backoff
