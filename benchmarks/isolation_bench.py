@@ -313,8 +313,14 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     report.samples["kill"] = {
         "kill_reply_ms": reply_ms,
         "released_ms": released_ms,
+        "held_when_kill_answered": held_at_reply,
         "plain_sigkill_reap_ms": plain,
     }
+    if held_at_reply:
+        report.notes.append(
+            f"KILL was answered before everything was released in {len(held_at_reply)}/{len(reply_ms)} kills; "
+            f"still held then: {held_at_reply[:3]}"
+        )
     report.figures.append(
         Figure(
             "KILL -> all released p99",

@@ -168,9 +168,18 @@ def pid_alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
+def state(pid: int) -> str:
+    """The /proc state letter of `pid` (Z = zombie), or "gone"."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
 @dataclass
 class Held:
-    """What one live sandboxed agent holds, to be checked for release after KILL."""
+    """What one live sandboxed agent holds, to be checked for release after KILL: pids[0] is its init."""
 
     pids: list[int]
     cgroup_rel: str
@@ -179,7 +188,9 @@ class Held:
 
     def held(self) -> list[str]:
         """What is still held: live (or zombie) pids, cgroup directories, the kernel's pidfd."""
-        out = [f"pid {p}" for p in self.pids if pid_alive(p)] + cgroup_dirs(self.cgroup_rel)
+        roles = ("init", *("agent" for _ in self.pids[1:]))
+        out = [f"{r} pid {p} ({state(p)})" for r, p in zip(roles, self.pids, strict=True) if pid_alive(p)]
+        out += cgroup_dirs(self.cgroup_rel)
         extra = pidfd_count(self.kernel_pid) - self.pidfds_after
         return out + [f"{extra} pidfd(s) in the kernel"] if extra > 0 else out
 
