@@ -40,7 +40,10 @@ class Mailbox(wiring.Component):
         refs = Array(Signal(range(n), name=f"refs{i}") for i in range(p.slots))
 
         m.submodules.store = store = memory.Memory(shape=self.msg_layout, depth=p.slots, init=[])
-        st_wr, st_rd = store.write_port(), store.read_port()
+        # the store write is registered (off the allocation path); the read port is transparent to it, so
+        # a message written at the edge where it is read still comes out
+        st_wr = store.write_port()
+        st_rd = store.read_port(transparent_for=(st_wr,))
 
         send, recv = self.send.payload, self.recv.payload
         send_fire = self.send.valid & self.send.ready
@@ -100,9 +103,6 @@ class Mailbox(wiring.Component):
             ),
             self.recv.ready.eq(nonempty.bit_select(recv, 1)),
             slot.eq(heads[recv]),
-            st_wr.addr.eq(alloc),
-            st_wr.data.eq(Cat(send.src, send.payload)),
-            st_wr.en.eq(send_fire),
             st_rd.addr.eq(slot),
             st_rd.en.eq(recv_fire),
         ]
@@ -126,6 +126,7 @@ class Mailbox(wiring.Component):
                 with m.If(refs[i] == 1):
                     m.d.sync += free[i].eq(1)
 
+        m.d.sync += [st_wr.addr.eq(alloc), st_wr.data.eq(Cat(send.src, send.payload)), st_wr.en.eq(send_fire)]
         rvalid = Signal()
         m.d.sync += rvalid.eq(recv_fire)
         m.d.comb += [self.rdata_valid.eq(rvalid), self.rdata.eq(Mux(rvalid, st_rd.data.as_value(), 0))]
