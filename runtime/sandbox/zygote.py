@@ -26,6 +26,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import cgroups, child, seccomp_policy
@@ -96,9 +97,15 @@ class Zygote:
         self.doomed: list[cgroups.Cgroup] = []  # groups to remove once their zombies are reaped
         self.serial = itertools.count()
         self.seccomp: bytes | None = None
+        compat = str(Path(__file__).resolve().parents[1] / "_compat")  # our clove_sdk; a real one wins
+        if compat not in sys.path:
+            sys.path.append(compat)
+        self.preload_failures: dict[str, str] = {}
         for name in preload:
-            with contextlib.suppress(Exception):
+            try:
                 importlib.import_module(name)
+            except Exception as exc:  # an agent imports it itself then: slower, not wrong
+                self.preload_failures[name] = f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(ImportError, OSError):
             self.seccomp = seccomp_policy.compile_program()
         gc.collect()
