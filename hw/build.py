@@ -193,6 +193,7 @@ def build(
         "rom_entries": len(rom),
         "seed": seed,
         "placer": placer,
+        "rtl": rtl_digest(),
         "board_clock_mhz": board_hz / 1e6,
         "constraint_mhz": target,
         "estimate": est,

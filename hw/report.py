@@ -15,18 +15,16 @@ from clove_gym.sim.params import HwParams, write_atomic
 from clove_gym.sim.stimulus import random_cycles
 
 from . import measure
+from .build import rtl_digest
 from .verilate import BUILD
 
 
 def latest_builds(build_root: Path = BUILD) -> list[dict]:
-    """The newest build report per (board, agents)."""
-    found: dict[tuple[str, int], tuple[float, dict]] = {}
-    for f in build_root.glob("*/report.json"):
-        r = json.loads(f.read_text())
-        key = (r["board"], r["params"]["agents"])
-        if key not in found or f.stat().st_mtime > found[key][0]:
-            found[key] = (f.stat().st_mtime, r)
-    return [r for _, r in sorted(found.values(), key=lambda x: (x[1]["board"], x[1]["params"]["agents"]))]
+    """Every build of the current RTL (all seeds, so none is hidden), by board, agents, seed."""
+    digest = rtl_digest()
+    found = [json.loads(f.read_text()) for f in build_root.glob("*/report.json")]
+    found = [r for r in found if r.get("rtl") == digest]
+    return sorted(found, key=lambda r: (r["board"], r["params"]["agents"], r["seed"], r["placer"]))
 
 
 def make_report(
