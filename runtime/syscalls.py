@@ -423,11 +423,19 @@ class SyscallHandlers:
             self._blocked(aid, op, granted)
             return _fail(granted)
         try:
+            backoff = {  # our extension: the supervisor's backoff, in seconds
+                key: field(req, key, (int, float))
+                for key in ("backoff_initial", "backoff_max")
+                if req.get(key) is not None
+            }
             restart = RestartConfig(
-                policy=RESTART_POLICIES.get(policy, "never"), max_restarts=max_restarts, restart_window=window
+                policy=RESTART_POLICIES.get(policy, "never"),
+                max_restarts=max_restarts,
+                restart_window=window,
+                **backoff,
             )
-        except ValueError as exc:
-            return _fail(f"invalid request: {exc}")
+        except (BadRequest, ValueError) as exc:
+            return _fail(str(exc) if isinstance(exc, BadRequest) else f"invalid request: {exc}")
         if conn is None:
             return _fail("not replayable")
         if name and any(a.name == name for a in self.agents.values()):

@@ -59,7 +59,9 @@ def test_on_failure_restarts_with_same_id_then_escalates(tmp_path, agent_dir, ra
         c.close()
 
 
-def test_clean_exit_is_not_restarted_under_on_failure_and_kill_cancels_backoff(tmp_path, agent_dir, raw_client):
+def test_clean_exit_is_not_restarted_under_on_failure_and_kill_cancels_backoff(
+    tmp_path, agent_dir, raw_client
+):
     ok = agent_dir / "ok.py"
     ok.write_text("import sys; sys.exit(0)\n")
     bad = agent_dir / "bad.py"
@@ -74,7 +76,9 @@ def test_clean_exit_is_not_restarted_under_on_failure_and_kill_cancels_backoff(t
         assert [e["type"] for e in exited] == ["AGENT_EXITED"] and exited[0]["data"]["exit_code"] == 0
         time.sleep(0.3)
         assert c.call(Op.POLL_EVENTS, {})["count"] == 0
-        c.call(Op.SPAWN, {"name": "bad", "script": str(bad), "restart_policy": "always"})
+        c.call(
+            Op.SPAWN, {"name": "bad", "script": str(bad), "restart_policy": "always", "backoff_initial": 0.5}
+        )
         assert [e["type"] for e in _events(c, 2)] == ["AGENT_EXITED", "AGENT_RESTARTING"]
         assert c.call(Op.LIST, b"")[0]["state"] == "RESTARTING"
         assert c.call(Op.KILL, {"name": "bad"})["killed"] is True  # cancels the pending restart
