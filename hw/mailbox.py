@@ -50,10 +50,10 @@ class Mailbox(wiring.Component):
         recv_fire = self.recv.valid & self.recv.ready
         alloc_oh = lowest_one_hot(m, free, p.slots)  # per-slot updates use the one-hot directly
         alloc = encode(m, alloc_oh, p.slots)
-        # registered "a slot is free", kept from a free-slot count, instead of an M-input OR on the send path
-        n_free = Signal(range(p.slots + 1), init=p.slots)
-        has_free = Signal(init=1)
-
+        # the number of free slots as a thermometer code (bit k: more than k slots free): "a slot is
+        # free" is bit 0, a register, and its update is two multiplexers, never an adder on the send path
+        avail = Signal(p.slots, init=(1 << p.slots) - 1)
+        has_free = avail[0]
         # per receiver: a pointer FIFO, its count, and registered copies of what the ports need at once
         # (head slot, non-empty, room) so recv/send decisions are a mux, not a memory read + compare
         counts = Array(Signal(range(md + 1), name=f"mcount{j}") for j in range(n))
@@ -112,12 +112,12 @@ class Mailbox(wiring.Component):
         m.d.sync += pend.eq(Mux(recv_fire, Const(1, p.slots) << slot, 0))
         release = Signal()
         m.d.comb += release.eq((pend & Cat(r == 1 for r in refs)).any())
-        if_send, if_not = Signal.like(n_free), Signal.like(n_free)  # both ready before send_fire settles
-        m.d.comb += [if_send.eq(n_free - 1 + release), if_not.eq(n_free + release)]
-        m.d.sync += [
-            n_free.eq(Mux(send_fire, if_send, if_not)),
-            has_free.eq((n_free - send_fire + release) != 0),
-        ]
+        grow = Signal(p.slots)
+        m.d.comb += grow.eq(Cat(1, avail[:-1]))
+        with m.If(send_fire & ~release):
+            m.d.sync += avail.eq(avail >> 1)
+        with m.Elif(release & ~send_fire):
+            m.d.sync += avail.eq(grow)
         for i in range(p.slots):
             with m.If(send_fire & alloc_oh[i]):
                 m.d.sync += [free[i].eq(0), refs[i].eq(Mux(send.broadcast, n - 1, 1))]
