@@ -91,13 +91,13 @@ class Scheduler(wiring.Component):
         nonzero = Signal(n)  # registered count != 0: keeps the compare off the decision path
         for i in range(n):
             tok_ok = 1 if p.bucket_rate == 0 else tokens[i] >= head_cost[i] * TOKEN_ONE
-            m.d.comb += [
-                ready[i].eq(nonzero[i] & tok_ok),
-                # head_cost < 2**cost_bits, so deficit >= head_cost iff its high bits are non-zero or its low
-                # bits reach the cost: a short compare instead of a 16-bit carry chain
-                fits[i].eq(deficit[i][p.cost_bits :].any() | (deficit[i][: p.cost_bits] >= head_cost[i])),
-                last[i].eq(count[i] == 1),
-            ]
+            m.d.comb += [ready[i].eq(nonzero[i] & tok_ok), last[i].eq(count[i] == 1)]
+            if p.max_cost > 1:
+                # head_cost < 2**cost_bits, so deficit >= head_cost iff its high bits are non-zero or its
+                # low bits reach the cost: a short compare instead of a 16-bit carry chain
+                m.d.comb += fits[i].eq(
+                    deficit[i][p.cost_bits :].any() | (deficit[i][: p.cost_bits] >= head_cost[i])
+                )
 
         # the current visit continues, or the first ready agent at/after `start` (rotating priority)
         cont = Signal()
@@ -137,13 +137,23 @@ class Scheduler(wiring.Component):
             with m.Elif(dec & last[i]):
                 m.d.sync += nonzero[i].eq(0)
             turn = p.quantum * p.weight(i)
+            # unit costs: `fits` (deficit >= 1) is a register, its next value known before the grant is
+            unit = p.max_cost == 1
             with m.If(dec):  # per-agent arithmetic in parallel; only the enable depends on the grant
                 with m.If(last[i]):
                     m.d.sync += deficit[i].eq(0)
+                    if unit:
+                        m.d.sync += fits[i].eq(0)
                 with m.Elif(cont):
                     m.d.sync += deficit[i].eq(deficit[i] - head_cost[i])
+                    if unit:
+                        m.d.sync += fits[i].eq(deficit[i][1:].any())  # deficit - 1 >= 1
                 with m.Else():
                     m.d.sync += deficit[i].eq(deficit[i] + (turn - head_cost[i]))
+                    if unit:
+                        m.d.sync += fits[i].eq(
+                            1 if turn >= 2 else deficit[i].any()
+                        )  # deficit + turn - 1 >= 1
             if p.bucket_rate:
                 spent = Mux(dec, head_cost[i] * TOKEN_ONE, 0)
                 level = Signal(range(cap + p.bucket_rate + 1), name=f"level{i}")

@@ -26,6 +26,9 @@ CASES = {
         payload_bits=8,
     ),
     "eight": HwParams(agents=8, depth=8, bucket_rate=40, bucket_burst=2, slots=16, mbox_depth=2),
+    "unit-weights": HwParams(
+        agents=4, depth=4, quantum=2, weights=(1, 3, 1, 2), bucket_rate=90, bucket_burst=2
+    ),
 }
 
 
