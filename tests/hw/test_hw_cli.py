@@ -49,3 +49,14 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             run("hw", sub, "--help")
         assert e.value.code == 0
         assert "usage: clove-gym hw " + sub in capsys.readouterr().out
+
+
+@pytest.mark.hw
+def test_sim_and_program_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = tmp_path / "p.json"
+    HwParams(agents=8, depth=16, slots=32, mbox_depth=8).save(params)
+    assert run("hw", "sim", "--params", str(params), "--cycles", "5000", "--out", str(tmp_path)) == 0
+    assert "0 mismatches vs model" in capsys.readouterr().out
+    assert (tmp_path / "sim.json").exists()
+    assert run("hw", "program", "--board", "ulx3s-85f", "--bitstream", str(tmp_path / "none.bit")) == 2
+    assert "no such bitstream" in capsys.readouterr().err
