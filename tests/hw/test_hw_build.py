@@ -38,7 +38,7 @@ def test_parse_nextpnr_takes_the_final_fmax() -> None:
     [
         ("icebreaker", HwParams(agents=32), 10, "32 agents do not fit"),
         ("icebreaker", HwParams(agents=16, depth=256, slots=1024), 10, "exceed the budget"),
-        ("icebreaker", HwParams(agents=8), 100_000, "block RAM"),
+        ("icebreaker", HwParams(agents=4, mbox_depth=2), 100_000, "block RAM"),
         ("ulx3s-85f", HwParams(agents=64), 1_000_000, "block RAM"),
     ],
 )
