@@ -94,8 +94,8 @@ def markdown(r: dict) -> str:
         )
     lines += [
         "",
-        "| board | agents | depth | logic | Fmax (MHz) | constraint | seed | build s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| board | agents | depth | logic | Fmax (MHz) | constraint | seed | placer | build s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for b in r["builds"]:
         f = ", ".join(f"{c['mhz']:.1f}" for c in b["fmax"].values())
