@@ -1,4 +1,4 @@
-"""Fixtures for sandbox tests: one launcher per module and a helper that runs an agent script to the end."""
+"""Shared fixtures (tests/runtime/sandbox, tests/security): one launcher per module, a runner for agents."""
 
 from __future__ import annotations
 
