@@ -21,6 +21,8 @@ def run_cocotb(params: HwParams, segments: list[dict], resets: list[int] = (), b
         raise ToolchainError(
             "cocotb not found (install the PyPI package cocotb>=2: pip install 'cocotb>=2')"
         ) from None
+    # the simulator runs in the build directory: trace paths must not be relative to the caller's cwd
+    segments = [dict(s, path=str(Path(s["path"]).resolve())) if "path" in s else s for s in segments]
     src = core_verilog(params, build)
     sim_dir = src.parent / "cocotb"
     out = sim_dir / f"result-{os.getpid()}.json"
