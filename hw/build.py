@@ -18,6 +18,7 @@ from pathlib import Path
 
 from amaranth import Elaboratable, Module
 from amaranth.build import Clock
+from amaranth.lib import io
 from clove_gym.sim.params import HwParams, ParamsError
 
 from .replayer import rom_entries
@@ -122,14 +123,13 @@ class BoardTop(Elaboratable):
         m = Module()
         top = SystemTop(self.params, self.clk_hz, self.rom)
         m.submodules.top = top
-        uart = platform.request("uart", 0)
-        leds = [platform.request("led", i) for i in range(2)]
-        m.d.comb += [
-            top.rx.eq(uart.rx.i),
-            uart.tx.o.eq(top.tx),
-            leds[0].o.eq(top.leds[0]),
-            leds[1].o.eq(top.leds[1]),
-        ]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]
+        for i in range(2):
+            m.submodules[f"led{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
+            m.d.comb += led.o.eq(top.leds[i])
         return m
 
 
