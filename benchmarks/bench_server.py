@@ -125,12 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    def on_signal(_signo: int, _frame: object) -> None:
-        kernel._running = False
-        kernel._wake()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signo in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signo, lambda _signo, _frame: kernel.request_stop())
     print(json.dumps({"pid": os.getpid(), "native": kernel.native, "socket": args.socket}), flush=True)
     started = time.monotonic()
     kernel.serve_forever()

@@ -30,6 +30,7 @@ import os
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, NotRequired, TypedDict, TypeVar
@@ -358,7 +359,7 @@ def open_socket(socket_path: str | None = None) -> tuple[socket.socket, str]:
 # ---- the shared method table --------------------------------------------------------------------------
 
 
-class SyscallApi:
+class SyscallApi(ABC):
     """Every Clove SDK method, written once; subclasses implement `_roundtrip`.
 
     In `Client` the methods return their results; in `AsyncClient` they return awaitables of the same.
@@ -366,10 +367,10 @@ class SyscallApi:
 
     timeout: float | None
 
+    @abstractmethod
     def _roundtrip(
         self, opcode: int, payload: bytes, timeout: float | None, decode: Callable[[Reply], T]
-    ) -> T:
-        raise NotImplementedError
+    ) -> T: ...
 
     def _const(self, value: T) -> T:
         """A result that needs no round trip (awaitable in the async client)."""

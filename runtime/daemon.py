@@ -40,14 +40,18 @@ def kernel_pid(path: str) -> int | None:
 def start(path: str, trace: str | None, audit: str | None, timeout: float = 15.0) -> int:
     pid = kernel_pid(path)
     if pid is not None:
-        print(f"error: a live kernel already listens on {path} (pid {pid}); not replacing it", file=sys.stderr)
+        print(
+            f"error: a live kernel already listens on {path} (pid {pid}); not replacing it", file=sys.stderr
+        )
         return 1
     argv = [sys.executable, "-m", "clove_gym.runtime.daemon", "--socket", path]
     argv += ["--trace", trace] if trace else []
     argv += ["--audit", audit] if audit else []
     log_path = path + ".log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -106,12 +110,8 @@ def run(path: str, trace: str | None, audit: str | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    def on_signal(_signo: int, _frame: object) -> None:
-        kernel._running = False
-        kernel._wake()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signo in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signo, lambda _signo, _frame: kernel.request_stop())
     print(f"kernel serving on {path} (pid {os.getpid()})", flush=True)
     kernel.serve_forever()
     return 0
@@ -121,12 +121,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `kernel start|stop|status|run` to the top-level CLI."""
     k = subparsers.add_parser("kernel", help="run the kernel as a daemon", description=__doc__)
     cmds = k.add_subparsers(dest="kernel_command", metavar="COMMAND", required=True)
-    for name, text in (("start", "start a detached kernel and wait until it answers"),
-                       ("stop", "stop the kernel on the socket (SIGTERM, agents stopped in order)"),
-                       ("status", "say whether a kernel answers on the socket (exit 3 when not)"),
-                       ("run", "serve in the foreground until SIGTERM or Ctrl-C")):
+    for name, text in (
+        ("start", "start a detached kernel and wait until it answers"),
+        ("stop", "stop the kernel on the socket (SIGTERM, agents stopped in order)"),
+        ("status", "say whether a kernel answers on the socket (exit 3 when not)"),
+        ("run", "serve in the foreground until SIGTERM or Ctrl-C"),
+    ):
         p = cmds.add_parser(name, help=text, description=text)
-        p.add_argument("--socket", default=None, help=f"socket path (default: $CLOVE_SOCKET or {DEFAULT_SOCKET})")
+        p.add_argument(
+            "--socket", default=None, help=f"socket path (default: $CLOVE_SOCKET or {DEFAULT_SOCKET})"
+        )
         if name in ("start", "run"):
             p.add_argument("--trace", help="record a workload trace to this file (.clvtrace)")
             p.add_argument("--audit", help="mirror the audit log to this JSONL file")

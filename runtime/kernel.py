@@ -236,6 +236,11 @@ class Kernel(SyscallHandlers):
         self._running = True
         self._loop()
 
+    def request_stop(self) -> None:
+        """Ask the loop to stop after its current iteration; safe from a signal handler."""
+        self._running = False
+        self._wake()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving, stop every spawned agent, flush the trace, remove the socket. Idempotent."""
         if not self._running and self._stopped.is_set():

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -100,7 +101,35 @@ def v1_usable() -> bool:
     )
 
 
-class Cgroup:
+def empty_metrics(rel: str, mechanism: str, valid: bool = False) -> dict[str, Any]:
+    """The METRICS_CGROUP `metrics` object with every figure 0 (no cgroup, or one that is gone)."""
+    return {
+        "timestamp": int(time.time() * 1000),
+        "cgroup_path": rel,
+        "valid": valid,
+        "mechanism": mechanism,
+        "cpu": dict.fromkeys(
+            (
+                "usage_usec",
+                "user_usec",
+                "system_usec",
+                "throttled_usec",
+                "nr_periods",
+                "nr_throttled",
+                "quota_usec",
+                "period_usec",
+            ),
+            0,
+        ),
+        "memory": dict.fromkeys(
+            ("current", "min", "low", "high", "max", "peak", "swap_current", "swap_max", "oom_kills"), 0
+        ),
+        "pids": {"current": 0, "max": -1},
+        "io": dict.fromkeys(("read_bytes", "write_bytes", "read_ops", "write_ops"), 0),
+    }
+
+
+class Cgroup(ABC):
     """One agent's control group(s). `rel` is the path relative to each hierarchy's root."""
 
     mechanism = ""
@@ -110,32 +139,32 @@ class Cgroup:
         self.procs_files: list[str] = []
         self.dirs: list[str] = []
 
-    def create(self, limits: Limits) -> dict[str, bool]:
-        raise NotImplementedError
+    @abstractmethod
+    def create(self, limits: Limits) -> dict[str, bool]: ...
 
-    def set_limits(self, limits: Limits) -> dict[str, bool]:
-        raise NotImplementedError
+    @abstractmethod
+    def set_limits(self, limits: Limits) -> dict[str, bool]: ...
 
-    def rename(self, rel: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def rename(self, rel: str) -> None: ...
 
     def describe(self) -> dict[str, str]:
         return {"mechanism": self.mechanism, "rel": self.rel, "mount": getattr(self, "_mount", "")}
 
-    def freeze(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def freeze(self) -> None: ...
 
-    def thaw(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def thaw(self) -> None: ...
 
-    def frozen(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def frozen(self) -> bool: ...
 
-    def oom_kills(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def oom_kills(self) -> int: ...
 
-    def metrics(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def metrics(self) -> dict[str, Any]: ...
 
     def pids(self) -> list[int]:
         try:
@@ -170,32 +199,6 @@ class Cgroup:
                 return not self.dirs
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
-
-    def _empty_metrics(self) -> dict[str, Any]:
-        return {
-            "timestamp": int(time.time() * 1000),
-            "cgroup_path": self.rel,
-            "valid": bool(self.dirs),
-            "mechanism": self.mechanism,
-            "cpu": dict.fromkeys(
-                (
-                    "usage_usec",
-                    "user_usec",
-                    "system_usec",
-                    "throttled_usec",
-                    "nr_periods",
-                    "nr_throttled",
-                    "quota_usec",
-                    "period_usec",
-                ),
-                0,
-            ),
-            "memory": dict.fromkeys(
-                ("current", "min", "low", "high", "max", "peak", "swap_current", "swap_max", "oom_kills"), 0
-            ),
-            "pids": {"current": 0, "max": -1},
-            "io": dict.fromkeys(("read_bytes", "write_bytes", "read_ops", "write_ops"), 0),
-        }
 
 
 class CgroupV1(Cgroup):
@@ -264,7 +267,7 @@ class CgroupV1(Cgroup):
         return _read_kv(os.path.join(self._dir("memory"), "memory.oom_control")).get("oom_kill", 0)
 
     def metrics(self) -> dict[str, Any]:
-        m = self._empty_metrics()
+        m = empty_metrics(self.rel, self.mechanism, bool(self.dirs))
         mem, cpu, acct = self._dir("memory"), self._dir("cpu"), self._dir("cpuacct")
         hz = os.sysconf("SC_CLK_TCK")
         stat = _read_kv(f"{acct}/cpuacct.stat")
@@ -370,7 +373,7 @@ class CgroupV2(Cgroup):
         return _read_kv(f"{self.path}/memory.events").get("oom_kill", 0)
 
     def metrics(self) -> dict[str, Any]:
-        m = self._empty_metrics()
+        m = empty_metrics(self.rel, self.mechanism, bool(self.dirs))
         p = self.path
         stat = _read_kv(f"{p}/cpu.stat")
         try:

@@ -257,9 +257,7 @@ class AgentProcess:
         """METRICS_CGROUP `metrics` object (spec §2.11); zeros when there is no cgroup or it is gone."""
         if self._group is not None and self._status is None:
             return self._group.metrics()
-        empty = cgroups.Cgroup(self._group.rel if self._group else "")
-        empty.mechanism = self.isolation["mechanism"]
-        m = empty._empty_metrics()
+        m = cgroups.empty_metrics(self._group.rel if self._group else "", self.isolation["mechanism"])
         m["memory"]["oom_kills"] = self._oom_kills
         return m
 
