@@ -594,8 +594,19 @@ class SyscallHandlers:
     def _on_agent_exit(self: Kernel, agent: ManagedAgent) -> None:
         self._unwatch(agent)
         status = agent.proc.poll()
-        if status is None:  # not reaped yet: look again shortly
-            self.call_soon(lambda: self._on_agent_exit(agent) if agent.id in self.agents else None)
+        if status is None:  # exited, but not yet reaped and released: wait for that off the loop
+            proc = agent.proc
+            self.defer(
+                None, Op.SPAWN, b"", lambda: proc.wait(5.0), lambda s: self._agent_exited(agent, proc, s)
+            )
+            return
+        self._agent_exited(agent, agent.proc, status)
+
+    def _agent_exited(self: Kernel, agent: ManagedAgent, proc: Any, status: int | None) -> None:
+        if self.agents.get(agent.id) is not agent or agent.proc is not proc or agent.state == "STOPPING":
+            return  # killed (or restarted) meanwhile: KILL reports it
+        if status is None:  # never released within the wait: ask again rather than lose track of it
+            self._on_agent_exit(agent)
             return
         data = {
             "agent_id": agent.id,

@@ -115,60 +115,40 @@ class AgentProcess:
             if self._status is None:  # the pidfd is still ours
                 signal.pidfd_send_signal(self.pidfd, signo)
 
-    def _zombie_status(self) -> int | None:
-        """The exit status straight from /proc while init is an unreaped zombie, so kill() need not wait
-        for the zygote's report. Read first, then proven ours: the pidfd still reaches the process,
-        so it was not reaped and its pid cannot have been reused."""
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                return None
-            wait_status = int(fields[-1])  # field 52, exit_code: the raw wait status
-            with self._lock:
-                if self._status is not None:
-                    return None
-                signal.pidfd_send_signal(self.pidfd, 0)
-        except (OSError, ValueError, IndexError):
-            return None
-        return 128 + os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else os.WEXITSTATUS(wait_status)
-
     def _exit_status(self) -> int:
-        status = self._launcher._statuses.get(self.pid)
-        if status is None:
-            status = self._zombie_status()
-        if status is None:
-            try:
-                status = self._launcher._wait_status(self.pid, _EXIT_WAIT)  # reaped: the report is coming
-            except SpawnError:  # the zygote itself died: the status is lost, the agent is not
-                status = 128 + signal.SIGKILL
-        return status
+        """The zygote's report of init's exit. It comes after the zygote reaped init (so no zombie is
+        left) and removed the cgroup, i.e. once everything is released."""
+        try:
+            return self._launcher._wait_status(self.pid, _EXIT_WAIT)
+        except SpawnError:  # the zygote itself died: the status is lost, the agent is not
+            return 128 + signal.SIGKILL
 
     def poll(self) -> int | None:
-        """Exit status (128+signo after a signal) once the agent has exited, else None. On the first
-        call after exit it also releases the cgroup and the pidfd, so a crash leaves nothing behind.
-        Once the pidfd is readable the zygote's report follows within microseconds; poll waits for it."""
+        """Exit status (128+signo after a signal) once the agent has exited and the zygote has reported
+        it released, else None; never blocks. The first call that sees the report also drops the pidfd."""
         if self._status is not None:
             return self._status
-        if self.pid not in self._launcher._statuses and not self._dead():
-            return None
-        self._finish(self._exit_status())
+        self._launcher._pump_ready()
+        if self.pid in self._launcher._statuses:
+            self._finish(self._launcher._statuses[self.pid])
         return self._status
 
     def wait(self, timeout: float | None = None) -> int | None:
-        """Block until the agent exits (status) or `timeout` seconds pass (None)."""
+        """Block until the agent exits and is released (status) or `timeout` seconds pass (None)."""
         if self._status is None:
             with contextlib.suppress(OSError, ValueError):  # released meanwhile by another thread
                 select.select([self.pidfd], [], [], timeout)
-        return self.poll()
+            if self._status is None and self._dead():
+                self._finish(self._exit_status())
+        return self._status
 
     def _finish(self, status: int) -> None:
         with self._lock:  # the kernel may kill on a worker thread while its loop polls
             if self._status is not None:
                 return
+            self._oom_kills = self._launcher._ooms.pop(self.pid, 0)
             if self._group is not None:
-                self._oom_kills = self._group.oom_kills()
-                self._group.remove()
+                self._group.remove(timeout=0)  # the zygote removed it; this only proves it is gone
             os.close(self.pidfd)
             self._status = status
             self._launcher._release(self.pid)
@@ -247,8 +227,6 @@ class AgentProcess:
                 self._signal_tree(signal.SIGKILL)
                 self._signal_tree(signal.SIGCONT)
         if self._status is None:
-            with contextlib.suppress(OSError, ValueError):
-                select.select([self.pidfd], [], [], _EXIT_WAIT)
             self._finish(self._exit_status())
         self._paused = False
         return self._status  # type: ignore[return-value]
@@ -298,6 +276,7 @@ class Launcher:
         self.capabilities["namespaces"] = self._root or self.capabilities["userns"]
         self._agents: dict[int, AgentProcess] = {}
         self._statuses: dict[int, int] = {}
+        self._ooms: dict[int, int] = {}  # OOM kills the zygote read before it removed the cgroup
         self._live: set[int] = set()  # inits whose exit report is still to come
         self._replies: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
         self._io_lock = threading.Lock()
@@ -355,25 +334,42 @@ class Launcher:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise SpawnError(f"zygote did not report {what} within {timeout}s")
-                if not select.select([self._control], [], [], min(left, 0.05))[0]:
-                    continue
-                message, fds = recv(self._control)
-                if message is None:
-                    raise SpawnError(f"zygote exited (status {self._zygote.poll()})")
-                if message["op"] == "exit":
-                    if message["pid"] in self._live:  # else: released already (status read from /proc)
-                        self._statuses[message["pid"]] = message["status"]
-                    self._live.discard(message["pid"])
-                elif message["op"] == "ready":
-                    self._ready = message
-                else:
-                    if message["op"] == "spawned":
-                        self._live.add(message["pid"])
-                    self._replies.append((message, fds))
+                if select.select([self._control], [], [], min(left, 0.05))[0]:
+                    self._receive()
+
+    def _receive(self) -> None:
+        """Read and file one zygote message (the caller holds `_io_lock` and saw the socket readable)."""
+        message, fds = recv(self._control)
+        if message is None:
+            raise SpawnError(f"zygote exited (status {self._zygote.poll()})")
+        if message["op"] == "exit":
+            if message["pid"] in self._live:
+                self._statuses[message["pid"]] = message["status"]
+                self._ooms[message["pid"]] = message.get("oom_kills", 0)
+            self._live.discard(message["pid"])
+        elif message["op"] == "ready":
+            self._ready = message
+        else:
+            if message["op"] == "spawned":
+                self._live.add(message["pid"])
+            self._replies.append((message, fds))
+
+    def _pump_ready(self) -> None:
+        """File whatever the zygote has already sent, without waiting (a thread already reading does it)."""
+        if not self._io_lock.acquire(blocking=False):
+            return
+        try:
+            while select.select([self._control], [], [], 0)[0]:
+                self._receive()
+        except SpawnError:
+            pass  # the zygote is gone: wait() reports that
+        finally:
+            self._io_lock.release()
 
     def _release(self, pid: int) -> None:
         """An agent is finished: forget its status, and its zygote report if that is still to come."""
         self._statuses.pop(pid, None)
+        self._ooms.pop(pid, None)
         self._agents.pop(pid, None)
         self._live.discard(pid)
 

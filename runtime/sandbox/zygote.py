@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,15 +61,26 @@ def recv(sock: socket.socket, max_fds: int = 4) -> tuple[dict[str, Any] | None, 
     return json.loads(data), fds
 
 
-def read_status(sock: socket.socket | int, timeout: float = SPAWN_TIMEOUT) -> list[str]:
-    """Status lines from a child until every holder of its end has closed it (the agent is running)."""
+def read_status(
+    sock: socket.socket | int,
+    timeout: float = SPAWN_TIMEOUT,
+    wake: tuple[int, Callable[[], None]] | None = None,
+) -> list[str]:
+    """Status lines from a child until every holder of its end has closed it (the agent is running).
+    `wake` = (fd, handler): the handler runs whenever fd turns readable meanwhile (the zygote keeps
+    reaping other agents while one spawns, so their exits are never delayed by it)."""
     fd = sock if isinstance(sock, int) else sock.fileno()
     lines: list[str] = []
     deadline = time.monotonic() + timeout
+    watched = [fd] if wake is None else [fd, wake[0]]
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+        ready = select.select(watched, [], [], remaining)[0] if remaining > 0 else []
+        if not ready:
             return [*lines, f"error timed out after {timeout}s"]
+        if fd not in ready:  # the status first: an exit reaped before it was read would lose its pid
+            wake[1]()  # type: ignore[index]  # only the wake fd can be ready here
+            continue
         try:
             chunk = os.read(fd, 65536)
         except ConnectionResetError:
@@ -95,6 +107,7 @@ class Zygote:
         self.config: dict[str, Any] = {"pool_size": 0}
         self.slot_failures = 0
         self.doomed: list[cgroups.Cgroup] = []  # groups to remove once their zombies are reaped
+        self.setups: set[int] = set()  # stage-1 processes (they exit once init is forked)
         self.serial = itertools.count()
         self.seccomp: bytes | None = None
         compat = str(Path(__file__).resolve().parents[1] / "_compat")  # our clove_sdk; a real one wins
@@ -135,9 +148,7 @@ class Zygote:
             if not ready:
                 self.refill()
             if self.wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self.wake_r, 4096)
-                self.reap()
+                self.wake()
             for fd in ready:
                 if fd in self.slots:
                     self.slot_message(self.slots[fd])
@@ -164,13 +175,31 @@ class Zygote:
             if info is None:
                 return
             status = info.si_status + 128 if info.si_code != os.CLD_EXITED else info.si_status
-            if info.si_pid in self.inits:
-                del self.inits[info.si_pid]
-                send(self.control, {"op": "exit", "pid": info.si_pid, "status": status})
+            if info.si_pid in self.setups:
+                self.setups.discard(info.si_pid)
+            elif info.si_pid in self.inits:
+                self.exited(info.si_pid, self.inits.pop(info.si_pid), status)
             for slot in list(self.slots.values()):
                 if slot.init_pid == info.si_pid:  # a waiting slot died: never hand it out
                     self.drop_slot(slot, kill=False)
             self.doomed = [g for g in self.doomed if not g.remove(timeout=0)]
+
+    def exited(self, pid: int, group: cgroups.Cgroup | None, status: int) -> None:
+        """An agent's init is reaped, so its PID namespace and every process in it are gone: remove its
+        cgroup here, off the kernel's thread, then report. The report means "all released" unless the
+        group was still busy (then it is retried from the reap loop)."""
+        oom_kills = 0
+        if group is not None:
+            with contextlib.suppress(OSError):
+                oom_kills = group.oom_kills()
+            if not group.remove(timeout=0):
+                self.doomed.append(group)
+        send(self.control, {"op": "exit", "pid": pid, "status": status, "oom_kills": oom_kills})
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wake_r, 4096)
+        self.reap()
 
     # -- warm slots -------------------------------------------------------------------------------
     def refill(self) -> None:
@@ -193,8 +222,12 @@ class Zygote:
             pid = os.fork()
             if pid == 0:
                 ours.close()
+                # prepared at idle priority: a slot in the making never slows a spawn or an agent down
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
                 child.warm_slot(slot_cfg, theirs.fileno(), self.lifeline_r, self.seccomp)
             theirs.close()
+            self.setups.add(pid)
             self.slots[ours.fileno()] = Slot(ours, group, pid)
 
     def slot_message(self, slot: Slot) -> None:
@@ -279,6 +312,9 @@ class Zygote:
                 group.rename(plan["cgroup_rel"])
                 applied = group.set_limits(limits)
             pidfd = os.pidfd_open(pid)
+            for member in slot_pids(pid, group):  # back from idle priority before it runs the agent
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setscheduler(member, os.SCHED_OTHER, os.sched_param(0))
             send(slot.sock, plan, fds)
         except OSError:
             slot.sock.close()
@@ -287,7 +323,7 @@ class Zygote:
             if group is not None:
                 group.remove()
             raise
-        lines = read_status(slot.sock)
+        lines = read_status(slot.sock, wake=(self.wake_r, self.wake))
         slot.sock.close()
         self._finish(plan, lines, pid, pidfd, group, applied, warm=True)
 
@@ -305,9 +341,12 @@ class Zygote:
         finally:
             os.close(status_w)
             os.close(stdio[0])
-        lines = read_status(status_r)
+        self.setups.add(setup_pid)
+        lines = read_status(status_r, wake=(self.wake_r, self.wake))
         os.close(status_r)
-        os.waitpid(setup_pid, 0)  # after this, init has been reparented to us
+        with contextlib.suppress(ChildProcessError):  # unless reap() got it meanwhile
+            os.waitpid(setup_pid, 0)  # after this, init has been reparented to us
+        self.setups.discard(setup_pid)
         pid = next((int(line[4:]) for line in lines if line.startswith("pid ")), None)
         pidfd = os.pidfd_open(pid) if pid is not None else -1
         self._finish(plan, lines, pid, pidfd, group, applied, warm=False)
@@ -370,6 +409,17 @@ class Zygote:
         for d in self.config.get("cleanup_dirs", []):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+
+def slot_pids(init_pid: int, group: cgroups.Cgroup | None) -> list[int]:
+    """Host pids of a warm slot: its init and the waiting agent (from the cgroup, else from /proc)."""
+    if group is not None:
+        return group.pids()
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            return [init_pid, *map(int, f.read().split())]
+    except OSError:
+        return [init_pid]
 
 
 def main(argv: list[str]) -> None:

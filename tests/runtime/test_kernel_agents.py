@@ -184,3 +184,35 @@ def test_every_agent_gets_its_spawn_id_even_when_it_connects_at_once(connect, ag
     ids = [json.loads(c.recv_frame()[2])["id"] for _ in range(8)]
     for i, spawn_id in enumerate(ids):
         assert _wait(lambda i=i: _registered(c, f"id:who{i}")) == spawn_id
+
+
+def _cgroup_dirs(rel: str) -> list[str]:
+    from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS
+
+    v1 = [os.path.join(CGROUP_ROOT, c, rel) for c in V1_CONTROLLERS]
+    return [d for d in (*v1, os.path.join(CGROUP_ROOT, rel)) if rel and os.path.isdir(d)]
+
+
+def test_sandboxed_kill_and_crash_are_reported_only_once_everything_is_released(connect, agent_dir):
+    """KILL's reply and AGENT_EXITED of a crash both come after the agent's init is reaped (no zombie)
+    and its cgroup removed, so a client that acts on them never sees leftovers."""
+    script = agent_dir / "idle.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    c = connect()
+    for round_ in range(3):
+        r = c.call(Op.SPAWN, {"name": f"idle{round_}", "script": str(script), "sandboxed": True})
+        assert r["success"], r
+        rel = r["isolation"].get("cgroup_path", "")
+        time.sleep(0.2)
+        psutil.Process(r["pid"])  # running
+        assert c.call(Op.KILL, {"id": r["id"]})["killed"]
+        assert not os.path.exists(f"/proc/{r['pid']}"), "init still there (zombie?) when KILL was answered"
+        assert _cgroup_dirs(rel) == []
+    crasher = agent_dir / "crash.py"
+    crasher.write_text("import os, time\ntime.sleep(0.3)\nos._exit(3)\n")
+    c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED"]})
+    r = c.call(Op.SPAWN, {"name": "crasher", "script": str(crasher), "sandboxed": True})
+    rel = r["isolation"].get("cgroup_path", "")
+    event = _wait(lambda: next(iter(c.call(Op.POLL_EVENTS, {"max": 10}).get("events", [])), None))
+    assert event["data"]["exit_code"] == 3
+    assert not os.path.exists(f"/proc/{r['pid']}") and _cgroup_dirs(rel) == []

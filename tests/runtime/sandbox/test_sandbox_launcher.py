@@ -41,15 +41,10 @@ def _lines_during(fd: int, seconds: float) -> list[str]:
     return out.decode().splitlines()
 
 
-def gone(pids: list[int], init: int | None = None) -> bool:
-    """No pid of the tree is left. kill() returns once init is a zombie (its status read from /proc);
-    the zygote reaps that zombie right after, so init alone gets a moment."""
-    if any(os.path.exists(f"/proc/{p}") for p in pids if p != init):
-        return False
-    deadline = time.monotonic() + 2.0
-    while init is not None and os.path.exists(f"/proc/{init}") and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return init is None or not os.path.exists(f"/proc/{init}")
+def gone(pids: list[int]) -> bool:
+    """No pid of the tree is left, not even a zombie: kill() returns only after the zygote reaped init
+    (and with it the whole PID namespace) and removed the cgroup."""
+    return not any(os.path.exists(f"/proc/{p}") for p in pids)
 
 
 def test_limits_from_json_defaults_and_validation() -> None:
@@ -274,7 +269,7 @@ def test_kill_of_paused_agent_ends_the_tree(runner) -> None:
         agent.pause()
         status = agent.kill(timeout=5.0)  # must not wait 5 s for a frozen SIGTERM handler
         assert status == 128 + signal.SIGKILL
-        assert gone(pids, agent.pid)
+        assert gone([agent.pid, *pids])
     finally:
         os.close(out_r)
         os.close(err_r)
@@ -304,7 +299,7 @@ def test_kill_leaves_nothing_behind(runner) -> None:
     os.close(err_r)
     assert status == 128 + signal.SIGTERM  # init forwarded SIGTERM; the agent died of it
     assert elapsed < 2.0
-    assert gone(pids, agent.pid)  # no process, no zombie
+    assert gone([agent.pid, *pids])  # no process, no zombie, at the moment kill() returned
     assert cgroup_dirs(rel) == []
     with pytest.raises(OSError):
         os.fstat(agent.pidfd)  # pidfd released
@@ -487,6 +482,39 @@ def test_warm_slot_and_cold_path_give_the_same_sandbox(runner) -> None:
             warm_view, was_warm = _view(warm, script, 1)
         assert was_warm, "no warm slot became ready within 10 s"
     assert warm_view == cold_view
+
+
+def _warm_slot_pids(root: str) -> list[int]:
+    """Pids in the launcher's warm-slot cgroups (freezer hierarchy)."""
+    pids: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for slot in os.listdir(root):
+            if slot.startswith("warm-"):
+                with open(os.path.join(root, slot, "cgroup.procs")) as f:
+                    pids += [int(p) for p in f.read().split()]
+    return pids
+
+
+def test_warm_slots_wait_at_idle_priority_and_agents_run_at_normal(runner) -> None:
+    """A slot in the making or waiting never takes CPU from a running agent or a spawn (SCHED_IDLE);
+    the agent it becomes is back at SCHED_OTHER before its first instruction, and so is its init."""
+    probe = runner.script("import os\nprint(os.sched_getscheduler(0), os.sched_getscheduler(1))\n")
+    with Launcher(root_cgroup_name="clove-gym-test", pool_size=1) as launcher:
+        root = os.path.join(CGROUP_ROOT, "freezer", "clove-gym-test", launcher._tag)
+        deadline = time.monotonic() + 10
+        waiting: list[int] = []
+        while len(waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            waiting = _warm_slot_pids(root)
+        assert len(waiting) == 2, f"no warm slot (init + waiting agent) within 10 s: {waiting}"
+        assert [os.sched_getscheduler(pid) for pid in waiting] == [os.SCHED_IDLE] * 2
+        out_r, out_w = os.pipe()
+        agent = launcher.spawn(SpawnSpec(1, "prio", [sys.executable, probe], {}, None, stdout_fd=out_w))
+        os.close(out_w)
+        assert agent.wait(10) == 0
+        assert agent.isolation["warm_slot"]
+        assert os.read(out_r, 100).split() == [str(os.SCHED_OTHER).encode()] * 2
+        os.close(out_r)
 
 
 def test_spawn_kill_and_poll_from_several_threads(runner) -> None:
