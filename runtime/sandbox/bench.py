@@ -91,7 +91,7 @@ def measure(n: int = 50) -> dict[str, dict[str, Any]]:
     with open(script, "w") as f:
         f.write(_FIRST)
     try:
-        with Launcher(pool_size=2) as launcher:
+        with Launcher() as launcher:  # the default pool, as the kernel uses it
             _spawns(launcher, script, 2, 0.05)  # the zygote imports and the pool fills
             ms, warm = _spawns(launcher, script, n, 0.04)
             rows["sandboxed python, warm slot (paced 40 ms)"] = {**summary(ms), "warm": warm}

@@ -252,7 +252,7 @@ class Launcher:
         self,
         root_cgroup_name: str = "clove-gym",
         preload: tuple[str, ...] = _DEFAULT_PRELOAD,
-        pool_size: int = 2,
+        pool_size: int = 4,
     ) -> None:
         """`pool_size` warm slots are kept ready for sandboxed, network-less agents (0 disables)."""
         if not root_cgroup_name or "/" in root_cgroup_name or root_cgroup_name.startswith("."):
