@@ -54,10 +54,14 @@ class ChildTable:
         self.dir = directory or default_dir()
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = self.dir / f"kernel-{os.getpid()}-{next(_instances)}.json"
+        self._starts: dict[int, int | None] = {}  # pid -> start time, read once per agent process
 
     def save(self, agents: list[dict[str, Any]]) -> None:
-        """Record the live agents: [{"id", "name", "pid"}, ...] (start times are added here)."""
-        rows = [{**a, "start_time": start_time(a["pid"])} for a in agents]
+        """Record the live agents: [{"id", "name", "pid"}, ...] (start times are added here). A start
+        time is read from /proc once per pid, so a save costs O(1) /proc reads, not one per agent."""
+        starts = {a["pid"]: self._starts.get(a["pid"]) or start_time(a["pid"]) for a in agents}
+        self._starts = starts
+        rows = [{**a, "start_time": starts[a["pid"]]} for a in agents]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"kernel_pid": os.getpid(), "agents": rows}))
         os.replace(tmp, self.path)

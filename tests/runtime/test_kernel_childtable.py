@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import textwrap
 import time
 
 import psutil
+from clove_gym.runtime import childtable
 from clove_gym.runtime.childtable import ChildTable, start_time
 from clove_gym.runtime.kernel import Kernel
 from clove_gym.runtime.protocol import Op
@@ -70,3 +72,24 @@ def test_a_reused_pid_is_never_killed(tmp_path):
     (tmp_path / "kernel-999998-1.json").write_text('{"kernel_pid": 99')  # torn by a crash
     assert table.reap_stale() == []
     assert list(tmp_path.glob("kernel-9*.json")) == []
+
+
+def test_start_times_are_read_once_per_agent_process(tmp_path, monkeypatch):
+    """The table is rewritten at every start and exit; with hundreds of agents, re-reading every
+    agent's /proc entry each time would make each spawn O(agents) on the kernel's thread."""
+    reads: list[int] = []
+
+    def counted(pid: int) -> int:
+        reads.append(pid)
+        return 1000 + pid
+
+    monkeypatch.setattr(childtable, "start_time", counted)
+    table = ChildTable(tmp_path)
+    rows = [{"id": i, "name": f"a{i}", "pid": 100 + i} for i in range(50)]
+    for n in range(1, 51):
+        table.save(rows[:n])
+    assert sorted(reads) == [100 + i for i in range(50)]
+    saved = json.loads(table.path.read_text())["agents"]
+    assert [r["start_time"] for r in saved] == [1100 + i for i in range(50)]
+    table.save(rows[1:])  # an agent ended: it leaves the table and the cache
+    assert 100 not in table._starts
