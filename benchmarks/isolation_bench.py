@@ -188,7 +188,7 @@ def measure_spawn(params: Params, tmp: str, report: Report) -> None:
         extra["bwrap"] = lambda: walls["bwrap"].append(ip.wall_ms(bwrap))
     else:
         report.notes.append(f"baseline bwrap: {ip.BWRAP_MISSING}")
-    run, rate, elapsed = _spawns(params, tmp, report, "spawn", None, extra, params.rate_s)
+    run, rate, elapsed = _spawns(params, tmp, report, extra)
     first_ms = _stats(run.ms(run.first_frame_ns))
     base: dict[str, Any] = {"cold python3 -c pass": _stats(walls["python"])}
     base["bwrap --unshare-all /bin/true"] = _stats(walls["bwrap"]) if walls["bwrap"] else None
@@ -228,51 +228,40 @@ def measure_spawn(params: Params, tmp: str, report: Report) -> None:
 _RATE_BASES = (("bwrap", "bwrap"), ("cold python3", "python"))
 
 
-def measure_spawn_preloaded(params: Params, tmp: str, report: Report) -> None:
-    """The same paced spawns with a kernel whose zygote can import clove_sdk (PYTHONPATH set for it)."""
-    from clove_gym.runtime.agents import COMPAT_DIR
-
-    env = {**os.environ, "PYTHONPATH": COMPAT_DIR}
-    _spawns(params, tmp, report, "spawn_preloaded", env, {}, 0.0)
-
-
 def _spawns(
     params: Params,
     tmp: str,
     report: Report,
-    tag: str,
-    env: dict[str, str] | None,
     baselines: dict[str, Any],
-    rate_s: float,
 ) -> tuple[Any, Any, float]:
     """`spawn_n` paced spawns (interleaved with `baselines`) and `rate_s` seconds of back-to-back ones
-    on a fresh traced kernel; their raw samples go to report.samples[tag]."""
+    on a fresh traced kernel; their raw samples go to report.samples["spawn"]."""
     from clove_gym.benchmarks import isolation_probes as ip
     from clove_gym.benchmarks.agents import script
     from clove_gym.benchmarks.bench_server import KernelProcess
     from clove_gym.runtime.client import Client
 
-    sock, trace = os.path.join(tmp, f"{tag}.sock"), os.path.join(tmp, f"{tag}.clvtrace")
+    sock, trace = os.path.join(tmp, "spawn.sock"), os.path.join(tmp, "spawn.clvtrace")
     first = script("isolation_first.py")
     run, rate = ip.SpawnRun(), ip.SpawnRun()
-    with KernelProcess(sock, trace_path=trace, env=env) as kernel, Client(sock) as client:
+    with KernelProcess(sock, trace_path=trace) as kernel, Client(sock) as client:
         warmup = ip.SpawnRun()
         for i in range(3):  # the zygote starts and imports; its warm slots fill
-            ip.spawn_timed(client, warmup, f"{tag}-warm{i}", first)
+            ip.spawn_timed(client, warmup, f"warm{i}", first)
             time.sleep(0.1)
 
         def agent() -> None:
-            ip.spawn_timed(client, run, f"{tag}-s{len(run.sent_ns)}", first)
+            ip.spawn_timed(client, run, f"s{len(run.sent_ns)}", first)
             time.sleep(params.pace_s)
 
         ip.interleaved(params.spawn_n, {"agent": agent, **baselines})
         ip.collect_first_frames(trace, run)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < rate_s:
-            ip.spawn_timed(client, rate, f"{tag}-r{len(rate.sent_ns)}", first)
+        while time.monotonic() - t0 < params.rate_s:
+            ip.spawn_timed(client, rate, f"r{len(rate.sent_ns)}", first)
         elapsed = time.monotonic() - t0
         ip.collect_first_frames(trace, rate)
-        report.samples[tag] = {
+        report.samples["spawn"] = {
             "spawn_to_first_syscall_ms": run.ms(run.first_frame_ns),
             "spawn_to_first_statement_ms": run.ms(run.first_stmt_ns),
             "spawn_reply_ms": run.ms(run.reply_ns),
@@ -395,7 +384,6 @@ def run(params: Params, quick: bool, log: Any = None) -> Report:
         os.chmod(tmp, 0o755)  # sandboxed agents run as other uids: they must reach the kernel socket
         phases = [
             ("spawn latency and rate", lambda: measure_spawn(params, tmp, report)),
-            ("spawn latency, clove_sdk preloaded", lambda: measure_spawn_preloaded(params, tmp, report)),
             ("kill to released", lambda: measure_kill(params, tmp, report)),
             (f"{params.concurrent} concurrent agents", lambda: measure_concurrent(params, tmp, report)),
         ]
@@ -415,33 +403,23 @@ def run(params: Params, quick: bool, log: Any = None) -> Report:
 def _notes(report: Report) -> None:
     s = report.samples["spawn"]
     stmt, reply = _stats(s["spawn_to_first_statement_ms"]), _stats(s["spawn_reply_ms"])
-    pre = report.samples.get("spawn_preloaded")
     report.notes.append(
         f"spawn decomposition (p50): SPAWN reply {reply.p50:.1f} ms, agent's first statement {stmt.p50:.1f} ms, "
         f"first frame {_stats(s['spawn_to_first_syscall_ms']).p50:.1f} ms; warm slots {s['warm_slot']}/"
         f"{len(s['spawn_reply_ms'])}"
     )
-    if pre and pre["spawn_to_first_syscall_ms"]:
-        p = _stats(pre["spawn_to_first_syscall_ms"])
-        report.notes.append(
-            f"with clove_sdk importable by the zygote (PYTHONPATH=runtime/_compat for the kernel), spawn -> 1st "
-            f"syscall p50 {p.p50:.1f} ms, p99 {p.p99:.1f} ms: the default zygote cannot preload clove_sdk, so "
-            "every agent imports it itself"
-        )
     iso = s["isolation"]
     report.notes.append(
         f"measured agents: fully_isolated={iso.get('fully_isolated')}, mechanism={iso.get('mechanism')}, "
         f"seccomp={iso.get('seccomp')}, namespaces={sorted(k for k, v in iso.get('namespaces', {}).items() if v)}"
     )
-    for tag in ("spawn", "spawn_preloaded"):
-        t = report.samples.get(tag, {})
-        if t.get("missing_first_frame"):
-            report.notes.append(f"{tag}: {len(t['missing_first_frame'])} agents never sent their first frame")
-        if t.get("frame_id_differs_from_spawn_id"):
-            report.notes.append(
-                f"{tag}: {len(t['frame_id_differs_from_spawn_id'])} agents' first frame carried an id other than "
-                "their spawn id (kernel race: connected before the spawn was registered)"
-            )
+    if s.get("missing_first_frame"):
+        report.notes.append(f"spawn: {len(s['missing_first_frame'])} agents never sent their first frame")
+    if s.get("frame_id_differs_from_spawn_id"):
+        report.notes.append(
+            f"spawn: {len(s['frame_id_differs_from_spawn_id'])} agents' first frame carried an id other than "
+            "their spawn id (kernel race: connected before the spawn was registered)"
+        )
     report.notes.append(f"placement: {PLACEMENT}")
 
 
