@@ -3,9 +3,11 @@
 Forking this warm process costs ~1 ms where a cold interpreter costs ~40 ms, and it keeps fork() out
 of the (possibly threaded) kernel process. It also keeps a small pool of *warm slots*: processes that
 already sit in their own cgroup and namespaces with the shared part of the filesystem mounted, so a
-spawn only renames the cgroup, writes the limits and hands the slot its plan. It is a child subreaper,
-so every agent's init lands here: the zygote reaps them, reports exit statuses, and hands the launcher a
-pidfd opened while the process could not yet have been reaped (no pid-reuse race). When the launcher's
+spawn only renames the cgroup, writes the limits and hands the slot its plan; slots prepare and wait
+at SCHED_IDLE, so the pool refills on spare CPU only. It is a child subreaper, so every agent's init
+lands here: the zygote reaps them (also while a spawn is in flight), removes the cgroup, and only then
+reports the exit, so an exit report means everything is released. It hands the launcher a pidfd opened
+while the process could not yet have been reaped (no pid-reuse race). When the launcher's
 end of the control socket closes - the launcher closed it or its process died - the zygote kills what
 is left, removes the cgroups and exits, so a crashed kernel leaves nothing behind.
 
