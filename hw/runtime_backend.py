@@ -12,8 +12,11 @@ How the runtime's queue maps onto the backend (and where the backend's limits sh
 
 * **Agents -> slots.** The backend has N = `agents` slots, ring order = slot order. An agent takes
   the lowest free slot of its weight above every slot in use (so slot order = join order), else the
-  lowest free slot of its weight; with none left, `add_agent` refuses with ValueError (the THINK is
-  answered with that reason).
+  lowest free slot of its weight. With none free, it takes the least recently used slot of its weight
+  whose agent has nothing queued (the kernel never removes agents, so without this the N+1-th agent
+  ever to THINK would be refused for good); the evicted agent gets a slot again at its next enqueue.
+  Only when every slot of that weight holds queued requests is the agent refused with ValueError
+  (the THINK is answered with that reason).
 * **Weights** are fixed per slot at build time (`weights`, default all 1): an agent needs a slot of
   its weight. **Costs** must be 1..`max_cost` (ValueError otherwise, as software refuses a cost
   above the burst).
@@ -32,13 +35,14 @@ How the runtime's queue maps onto the backend (and where the backend's limits sh
 * **Checks.** Queue lengths are tracked here; an acceptance or a grant that contradicts them raises
   (the runtime then fails every THINK with the reason rather than decide by software).
 
-Equal to the software Scheduler for the same calls while agents only join (they are never
-removed) and every agent joins before the ring wraps past the newest one (e.g. all join before the
-first dispatch). The software ring holds only the agents that joined, the hardware ring all N slots:
-when the software pointer wraps from the newest agent back to the first and a new agent then joins,
-software serves the newcomer last in that round and the hardware (pointer resting on the next,
-so-far empty slot) serves it first. Both are the same DRR; only the newcomer's place in that round
-differs. A removal with requests still queued likewise shifts the ring by the drained grants.
+Equal to the software Scheduler (quantum 1, depth 64 in the kernel: use quantum=1 and no backlog
+above `depth`) for the same calls while agents only join (never removed, never more than the slots
+of their weight, so nobody is evicted) and every agent joins before the ring wraps past the newest
+one (e.g. all join before the first dispatch). The software ring holds only the agents that joined,
+the hardware ring all N slots: when the software pointer wraps from the newest agent back to the
+first and a new agent then joins, software serves the newcomer last in that round and the hardware
+(pointer resting on the next, so-far empty slot) serves it first. Both are the same DRR; only the
+newcomer's place in that round differs. Removals and evictions likewise change ring positions.
 """
 
 from __future__ import annotations
@@ -61,28 +65,19 @@ class TickDecisions:
         self.name = backend.name
         self.owner: list[int | None] = [None] * params.agents  # slot -> agent id
         self.queued = [0] * params.agents  # requests held by the backend per slot
-        self.slot: dict[int, int] = {}  # agent id -> slot
+        self.used = [0] * params.agents  # slot -> tick of its last enqueue (least recently used)
+        self.slot: dict[int, int] = {}  # agent id -> slot (an evicted agent has none until it enqueues)
+        self.weight: dict[int, int] = {}  # every added agent's weight
+        self.ticks = 0
 
     def add_agent(self, agent_id: int, weight: int) -> None:
-        free = [
-            s for s in range(self.p.agents)
-            if self.owner[s] is None and not self.queued[s] and self.p.weight(s) == weight
-        ]  # fmt: skip
-        if not free:
-            raise ValueError(
-                f"scheduler backend {self.name!r}: no free slot of weight {weight} for agent {agent_id}"
-                f" ({self.p.agents} slots, weights {list(self.p.weights) or 'all 1'},"
-                f" {len(self.slot)} in use, {self._draining()} draining)"
-            )
-        top = max(
-            (s for s in range(self.p.agents) if self.owner[s] is not None or self.queued[s]), default=-1
-        )
-        slot = next((s for s in free if s > top), free[0])
-        self.owner[slot] = agent_id
-        self.slot[agent_id] = slot
+        self._place(agent_id, weight)
+        self.weight[agent_id] = weight
 
     def remove_agent(self, agent_id: int) -> None:
-        self.owner[self.slot.pop(agent_id)] = None  # its queued requests drain in dispatch()
+        del self.weight[agent_id]
+        if agent_id in self.slot:
+            self.owner[self.slot.pop(agent_id)] = None  # its queued requests drain in dispatch()
 
     def enqueue(self, agent_id: int, cost: int) -> bool:
         if not 1 <= cost <= self.p.max_cost:
@@ -90,8 +85,12 @@ class TickDecisions:
                 f"scheduler backend {self.name!r}: agent {agent_id}: cost {cost} is outside 1..max_cost"
                 f" ({self.p.max_cost})"
             )
-        slot = self.slot[agent_id]
+        slot = self.slot.get(agent_id)
+        if slot is None:
+            slot = self._place(agent_id, self.weight[agent_id])
         room = self.queued[slot] < self.p.depth
+        self.ticks += 1
+        self.used[slot] = self.ticks
         accepted = self.backend.tick(Tick((slot, cost), ready=False)).accepted
         if accepted != room:
             raise RuntimeError(
@@ -103,6 +102,7 @@ class TickDecisions:
 
     def dispatch(self) -> int | None:
         while True:
+            self.ticks += 1
             grant = self.backend.tick(Tick(None, ready=True)).grant
             if grant is None:
                 return None
@@ -119,8 +119,31 @@ class TickDecisions:
         if close is not None:
             close()
 
-    def _draining(self) -> int:
-        return sum(1 for s, a in enumerate(self.owner) if a is None and self.queued[s])
+    def _place(self, agent_id: int, weight: int) -> int:
+        """Give the agent a slot of its weight: a free one, else the least recently used idle one."""
+        mine = [s for s in range(self.p.agents) if self.p.weight(s) == weight]
+        weights = list(self.p.weights) or "all 1"
+        if not mine:
+            raise ValueError(
+                f"scheduler backend {self.name!r}: agent {agent_id} has weight {weight}, but no slot has"
+                f" (slot weights {weights}; set them with weights=... in the backend's parameters)"
+            )
+        free = [s for s in mine if self.owner[s] is None and not self.queued[s]]
+        idle = [s for s in mine if self.owner[s] is not None and not self.queued[s]]
+        if free:
+            held = [s for s in range(self.p.agents) if self.owner[s] is not None or self.queued[s]]
+            slot = next((s for s in free if s > max(held, default=-1)), free[0])
+        elif idle:
+            slot = min(idle, key=self.used.__getitem__)
+            del self.slot[self.owner[slot]]  # type: ignore[index]
+        else:
+            raise ValueError(
+                f"scheduler backend {self.name!r}: no slot of weight {weight} for agent {agent_id}: all"
+                f" {len(mine)} such of the {self.p.agents} slots (weights {weights}) hold queued requests"
+            )
+        self.owner[slot] = agent_id
+        self.slot[agent_id] = slot
+        return slot
 
 
 def runtime_params(params: HwParams) -> HwParams:
