@@ -34,6 +34,8 @@ def test_software_is_the_default_and_unchanged(tmp_path: Path) -> None:
     assert kernel.llm is None  # created on the first THINK, as before
     kernel.stop()
     assert {"software", "rtl", "fpga", "model"} <= set(available())
+    with LLMService() as llm, pytest.raises(ValueError, match="give scheduler= to the LLMService"):
+        Kernel(str(tmp_path / "k.sock"), llm=llm, scheduler="model")
 
 
 def test_environment_selects_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
