@@ -2,6 +2,8 @@
 
 `start` launches `python -m clove_gym.runtime.daemon` detached and waits until the socket answers; the pid
 is taken from the socket itself (SO_PEERCRED), so `stop` and `status` work even without the pid file.
+`--scheduler` picks where the THINK queue's decisions come from (runtime/sched_backend.py); a backend
+that cannot start stops the kernel from starting, and `start` prints the kernel's reason.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import sys
 import time
 
 from clove_gym.runtime.kernel import DEFAULT_SOCKET, Kernel, KernelError
+from clove_gym.runtime.sched_backend import SOFTWARE, SchedulerBackendError, spec_name
 
 _PEERCRED = struct.Struct("3i")
+START_TIMEOUT_S = 15.0
+BACKEND_START_TIMEOUT_S = 600.0  # a first `rtl` start compiles the Verilator harness (~20-60 s here)
 
 
 def default_socket() -> str:
@@ -37,7 +42,20 @@ def kernel_pid(path: str) -> int | None:
         s.close()
 
 
-def start(path: str, trace: str | None, audit: str | None, timeout: float = 15.0) -> int:
+def start(
+    path: str,
+    trace: str | None,
+    audit: str | None,
+    scheduler: str | None = None,
+    timeout: float | None = None,
+) -> int:
+    if timeout is None:
+        try:
+            software = spec_name(scheduler) == SOFTWARE
+        except SchedulerBackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        timeout = START_TIMEOUT_S if software else BACKEND_START_TIMEOUT_S
     pid = kernel_pid(path)
     if pid is not None:
         print(
@@ -47,8 +65,10 @@ def start(path: str, trace: str | None, audit: str | None, timeout: float = 15.0
     argv = [sys.executable, "-m", "clove_gym.runtime.daemon", "--socket", path]
     argv += ["--trace", trace] if trace else []
     argv += ["--audit", audit] if audit else []
+    argv += ["--scheduler", scheduler] if scheduler else []
     log_path = path + ".log"
     with open(log_path, "ab") as log:
+        log_start = log.tell()
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
@@ -56,6 +76,7 @@ def start(path: str, trace: str | None, audit: str | None, timeout: float = 15.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             print(f"error: the kernel exited with status {proc.returncode}; see {log_path}", file=sys.stderr)
+            print(_tail(log_path, log_start), file=sys.stderr)
             return 1
         if kernel_pid(path) == proc.pid:
             print(f"kernel started: pid {proc.pid}, socket {path} (log {log_path})")
@@ -101,18 +122,33 @@ def status(path: str) -> int:
     return 0
 
 
-def run(path: str, trace: str | None, audit: str | None) -> int:
+def _tail(log_path: str, offset: int, lines: int = 5) -> str:
+    """The last lines this start wrote to the log (the kernel's reason for exiting)."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run(path: str, trace: str | None, audit: str | None, scheduler: str | None = None) -> int:
     """Serve in the foreground until SIGTERM/SIGINT."""
     try:
-        kernel = Kernel(path, trace_path=trace, audit_path=audit)
+        kernel = Kernel(path, trace_path=trace, audit_path=audit, scheduler=scheduler)
         kernel.bind()
-    except (KernelError, OSError) as exc:
+    except (KernelError, SchedulerBackendError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
     for signo in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signo, lambda _signo, _frame: kernel.request_stop())
-    print(f"kernel serving on {path} (pid {os.getpid()})", flush=True)
+    queue = getattr(kernel.llm, "scheduler", None)
+    print(
+        f"kernel serving on {path} (pid {os.getpid()}, THINK scheduler {getattr(queue, 'name', SOFTWARE)})",
+        flush=True,
+    )
     kernel.serve_forever()
     return 0
 
@@ -134,18 +170,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name in ("start", "run"):
             p.add_argument("--trace", help="record a workload trace to this file (.clvtrace)")
             p.add_argument("--audit", help="mirror the audit log to this JSONL file")
+            _scheduler_option(p)
         p.set_defaults(func=_dispatch)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     path = args.socket or default_socket()
     if args.kernel_command == "start":
-        return start(path, args.trace, args.audit)
+        return start(path, args.trace, args.audit, args.scheduler)
     if args.kernel_command == "stop":
         return stop(path)
     if args.kernel_command == "status":
         return status(path)
-    return run(path, args.trace, args.audit)
+    return run(path, args.trace, args.audit, args.scheduler)
+
+
+def _scheduler_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler",
+        metavar="NAME[:K=V,...]",
+        help="where THINK decisions come from: software (default, or $CLOVE_SCHEDULER), rtl (Verilated"
+        " scheduler), fpga (board), model (golden model), or another installed backend; options e.g."
+        " rtl:params=reports/hw/params.json or fpga:port=/dev/ttyUSB1",
+    )
 
 
 def main() -> int:
@@ -153,8 +200,9 @@ def main() -> int:
     parser.add_argument("--socket", default=None)
     parser.add_argument("--trace")
     parser.add_argument("--audit")
+    _scheduler_option(parser)
     args = parser.parse_args()
-    return run(args.socket or default_socket(), args.trace, args.audit)
+    return run(args.socket or default_socket(), args.trace, args.audit, args.scheduler)
 
 
 if __name__ == "__main__":

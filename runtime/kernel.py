@@ -31,6 +31,7 @@ from typing import Any
 
 from clove_gym import native
 from clove_gym.runtime import dataplane as py_dataplane
+from clove_gym.runtime import sched_backend
 from clove_gym.runtime.agents import ManagedAgent, PlainLauncher
 from clove_gym.runtime.audit import AuditLog
 from clove_gym.runtime.childtable import ChildTable
@@ -141,7 +142,17 @@ class Kernel(SyscallHandlers):
         use_native: bool = True,
         workers: int = 8,
         child_table_dir: Path | None = None,
+        scheduler: str | None = None,
     ) -> None:
+        """`scheduler`: the THINK queue's decision backend spec (runtime/sched_backend.py; None =
+        $CLOVE_SCHEDULER, else software); a non-software one starts here, so it fails the kernel's start."""
+        self._own_llm = llm is None
+        if llm is not None and scheduler is not None:
+            raise ValueError("Kernel: give scheduler= to the LLMService passed as llm=, not to the Kernel")
+        if llm is None and sched_backend.spec_name(scheduler) != sched_backend.SOFTWARE:
+            from clove_gym.runtime.llm import LLMService
+
+            llm = LLMService(base_url=os.environ.get("CLOVE_GEMINI_BASE_URL") or None, scheduler=scheduler)
         self._private_dir: str | None = None
         if socket_path is None:
             self._private_dir = tempfile.mkdtemp(prefix="clove-gym-")
@@ -166,7 +177,6 @@ class Kernel(SyscallHandlers):
         self.recorder = Recorder()
         self.replayer = Replayer()
         self.llm = llm
-        self._own_llm = llm is None
         self.launcher = launcher or PlainLauncher()
         self.sandbox_launcher: Any = None
         self._sandbox_lock = threading.Lock()

@@ -3,6 +3,11 @@
 `submit` never blocks: it queues the request (or refuses it when the agent's queue is full) and a
 small pool of worker threads takes requests in the Scheduler's order, calls
 `client.models.generate_content`, and hands the THINK response dict to the caller's `done`.
+
+The order comes from the software Scheduler unless another decision source is chosen
+(runtime/sched_backend.py: `rtl`, `fpga`, ... by name or $CLOVE_SCHEDULER). If that backend fails
+while deciding, every queued and later request is answered with the failure, never re-ordered by
+software behind the user's back.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from clove_gym.runtime.llm import gemini
 from clove_gym.runtime.llm.fake_gemini import FakeGemini
 from clove_gym.runtime.llm.quota import Quota
+from clove_gym.runtime.sched_backend import BackendQueue, SchedulerBackendError, open_queue
 from clove_gym.runtime.scheduler import Scheduler
 from google import genai
 from google.genai import types
@@ -50,8 +56,10 @@ class LLMService:
         model: str = "gemini-2.0-flash",
         workers: int = 2,
         timeout_s: float = 60.0,
-        scheduler: Scheduler | None = None,
+        scheduler: Scheduler | BackendQueue | str | None = None,
     ) -> None:
+        """`scheduler`: a queue, or a backend spec (`rtl`, `rtl:params=FILE`, ...); None = $CLOVE_SCHEDULER,
+        else the software Scheduler. A backend that cannot start raises SchedulerBackendError."""
         if workers < 1:
             raise ValueError(f"LLMService: workers must be >= 1, got {workers}")
         if timeout_s <= 0:
@@ -60,7 +68,11 @@ class LLMService:
         self.base_url = base_url
         self.model = model
         self.timeout_s = timeout_s
-        self.scheduler = scheduler if scheduler is not None else Scheduler()  # an empty one is falsy
+        # (an empty queue is falsy, hence the explicit test)
+        self.scheduler = (
+            open_queue(scheduler) if scheduler is None or isinstance(scheduler, str) else scheduler
+        )
+        self._broken: str | None = None  # set when the decision backend failed
         self.quotas: dict[int, Quota] = {}
         self._fake: FakeGemini | None = None
         self._cond = threading.Condition()
@@ -126,23 +138,46 @@ class LLMService:
                 job = _Job(*gemini.build_call(request, self.model), done)
             except gemini.BadRequest as exc:
                 immediate = str(exc)
+        dropped: list[_Job] = []
         if immediate is None:
             with self._cond:
                 if self._closed:
                     immediate = "LLM service closed"
+                elif self._broken is not None:
+                    immediate = self._broken
                 else:
-                    if agent_id not in self.scheduler:
-                        self.scheduler.add_agent(agent_id)
-                    quota = self.quotas.get(agent_id)
-                    if quota is not None and not quota.allows():
-                        immediate = gemini.QUOTA_DENIED
-                    elif not self.scheduler.enqueue(agent_id, job, now_ns=time.monotonic_ns()):
-                        return False
+                    try:
+                        queued = self._queue(agent_id, job)
+                    except ValueError as exc:  # a backend's refusal (no slot for the agent, cost, ...)
+                        immediate = str(exc)
+                    except SchedulerBackendError as exc:
+                        immediate, dropped = self._break(exc)
                     else:
-                        self._cond.notify()
-                        return True
+                        if queued is not None:
+                            return queued
+                        immediate = gemini.QUOTA_DENIED
+        _fail(dropped, immediate)
         _answer(done, gemini.failure(immediate))
         return True
+
+    def _queue(self, agent_id: int, job: _Job) -> bool | None:
+        """Under the lock: True queued, False the agent's queue is full, None the quota denies."""
+        if agent_id not in self.scheduler:
+            self.scheduler.add_agent(agent_id)
+        quota = self.quotas.get(agent_id)
+        if quota is not None and not quota.allows():
+            return None
+        if not self.scheduler.enqueue(agent_id, job, now_ns=time.monotonic_ns()):
+            return False
+        self._cond.notify()
+        return True
+
+    def _break(self, exc: SchedulerBackendError) -> tuple[str, list[_Job]]:
+        """Under the lock: the decision backend failed; every queued job is taken out to be failed."""
+        log.error("THINK scheduler backend failed: %s", exc)
+        self._broken = f"THINK scheduler backend failed: {exc}"
+        assert isinstance(self.scheduler, BackendQueue)  # the software Scheduler raises no such error
+        return self._broken, self.scheduler.drain()
 
     def pending(self, agent_id: int | None = None) -> int:
         with self._cond:
@@ -156,10 +191,14 @@ class LLMService:
             self._closed = True
             jobs = [job for agent in self.scheduler.agents for job in self.scheduler.remove_agent(agent)]
             self._cond.notify_all()
-        for job in jobs:
-            _answer(job.done, gemini.failure("LLM service closed before the request ran"))
+        _fail(jobs, "LLM service closed before the request ran")
         for thread in self._threads:
             thread.join(self.timeout_s + 5)
+        if isinstance(self.scheduler, BackendQueue):
+            try:
+                self.scheduler.close()
+            except Exception as exc:  # closing must finish; the backend is gone either way
+                log.warning("closing the THINK scheduler backend %r: %s", self.scheduler.name, exc)
         if self._fake is not None:
             self._fake.close()
 
@@ -171,31 +210,47 @@ class LLMService:
 
     def _work(self, client: genai.Client) -> None:
         while True:
+            failed: tuple[str, list[_Job]] | None = None
             with self._cond:
-                while True:
-                    if self._closed:
-                        return
-                    now = time.monotonic_ns()
-                    picked = self.scheduler.dispatch(now)
-                    if picked is not None:
-                        break
-                    # Nothing eligible: sleep until a submit, or until rate-limited work gets its token.
-                    at = self.scheduler.next_eligible_ns(now)
-                    self._cond.wait(None if at is None else (at - now) / 1e9 + 0.0005)
-                agent_id, job = picked
-                quota = self.quotas.get(agent_id)
-                if quota is not None and not quota.allows():
-                    result: dict[str, Any] | None = gemini.failure(gemini.QUOTA_DENIED)
-                else:
-                    result = None
-                    if quota is not None:
-                        quota.record(tokens=0, calls=1)  # counted now: concurrent calls cannot pass max_calls
+                try:
+                    picked = self._wait_pick()
+                except SchedulerBackendError as exc:
+                    failed, picked = self._break(exc), None
+                if picked is not None:
+                    agent_id, job = picked
+                    quota = self.quotas.get(agent_id)
+                    if quota is not None and not quota.allows():
+                        result: dict[str, Any] | None = gemini.failure(gemini.QUOTA_DENIED)
+                    else:
+                        result = None
+                        if quota is not None:
+                            quota.record(
+                                tokens=0, calls=1
+                            )  # counted now: concurrent calls cannot pass max_calls
+            if failed is not None:
+                _fail(failed[1], failed[0])
+                continue
+            if picked is None:
+                return
             if result is None:
                 result = self._call(client, job)
                 if quota is not None and result["success"]:
                     with self._cond:
                         quota.record(result["tokens"], calls=0)
             _answer(job.done, result)
+
+    def _wait_pick(self) -> tuple[int, _Job] | None:
+        """Under the lock: the next (agent, job) in the scheduler's order; None once closed."""
+        while True:
+            if self._closed:
+                return None
+            now = time.monotonic_ns()
+            picked = self.scheduler.dispatch(now)
+            if picked is not None:
+                return picked
+            # Nothing eligible: sleep until a submit, or until rate-limited work gets its token.
+            at = self.scheduler.next_eligible_ns(now)
+            self._cond.wait(None if at is None else (at - now) / 1e9 + 0.0005)
 
     def _call(self, client: genai.Client, job: _Job) -> dict[str, Any]:
         try:
@@ -205,6 +260,11 @@ class LLMService:
             return gemini.success(response)
         except Exception as exc:  # every fault becomes an answer; a worker must never die
             return gemini.failure(gemini.reason(exc, self.timeout_s))
+
+
+def _fail(jobs: list[_Job], reason: str) -> None:
+    for job in jobs:
+        _answer(job.done, gemini.failure(reason))
 
 
 def _answer(done: Done, result: dict[str, Any]) -> None:
