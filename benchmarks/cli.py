@@ -45,7 +45,10 @@ def _unavailable(sub: argparse._SubParsersAction, name: str, extra: str, exc: Im
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
     def fail(_args: argparse.Namespace) -> int:
-        print(f"error: `clove-gym {name}` is unavailable: {exc}. Install its dependencies: {hint}", file=sys.stderr)
+        print(
+            f"error: `clove-gym {name}` is unavailable: {exc}. Install its dependencies: {hint}",
+            file=sys.stderr,
+        )
         return 2
 
     p.set_defaults(func=fail)

@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="THINK backend: auto (Gemini only with an API key), fake, gemini",
     )
+    p.add_argument(
+        "--scheduler",
+        help="THINK queue decision backend: software (default), rtl (Verilated RTL in the loop), fpga:port=DEV,"
+        " model; default $CLOVE_SCHEDULER or software",
+    )
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
     p.add_argument("--list", action="store_true", help="list the suites and their tasks, then exit")
     p.set_defaults(func=run_suite)
@@ -66,6 +71,13 @@ def _select(args: argparse.Namespace) -> tuple[str, list[Task]] | str:
     try:
         resolve_llm(args.llm)
     except ValueError as exc:
+        return str(exc)
+    from clove_gym.runtime.sched_backend import SchedulerBackendError, available, spec_name
+
+    try:
+        if spec_name(args.scheduler) not in available():
+            return f"unknown THINK scheduler backend {spec_name(args.scheduler)!r}; valid: {', '.join(available())}"
+    except SchedulerBackendError as exc:
         return str(exc)
     if not args.only:
         return suite.name, list(suite.tasks)
@@ -113,7 +125,7 @@ def run_suite(args: argparse.Namespace) -> int:
 
     suite_name, tasks = selected
     suite = SUITES[suite_name]
-    options = RunOptions(repeat=args.repeat, timeout_s=args.timeout, llm=args.llm)
+    options = RunOptions(repeat=args.repeat, timeout_s=args.timeout, llm=args.llm, scheduler=args.scheduler)
     console = err if args.json else out  # with --json, stdout carries only the JSON
     progress = ConsoleProgress(console, total=len(tasks) * args.repeat, repeat=args.repeat)
     main_thread = threading.current_thread() is threading.main_thread()

@@ -13,6 +13,7 @@ class RunOptions:
     repeat: int = 1
     timeout_s: float | None = None  # overrides every task's own timeout
     llm: str = "auto"
+    scheduler: str | None = None  # THINK queue backend spec (software, rtl, ...); None: $CLOVE_SCHEDULER
 
 
 def resolve_llm(mode: str) -> str:

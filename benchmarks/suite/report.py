@@ -92,6 +92,7 @@ def results_document(run: SuiteRun, report_dir: str) -> dict[str, Any]:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "native_data_plane": run.native,
+            "think_scheduler": run.scheduler,
             "llm": "fake Gemini endpoint (local)" if run.llm == "fake" else "Gemini API",
         },
         "totals": {"tasks": len(run.results), "passed": passed, "failed": len(run.results) - passed},
@@ -220,7 +221,8 @@ def _html(doc: dict[str, Any], frame: pd.DataFrame, summary: dict[str, Any] | No
         f"<h1>Suite <code>{e(doc['suite'])}</code>: <span class='{e(doc['status'])}'>{e(doc['status'])}</span></h1>",
         f"<p>{doc['totals']['passed']}/{doc['totals']['tasks']} task runs passed; started {e(doc['started'])},"
         f" {doc['duration_s']} s. Python {e(env['python'])} on {e(env['platform'])}, {env['cpus']} CPUs;"
-        f" C data plane: {env['native_data_plane']}; THINK via {e(env['llm'])}.</p>",
+        f" C data plane: {env['native_data_plane']}; THINK via {e(env['llm'])},"
+        f" scheduled by the {e(env['think_scheduler'])} backend.</p>",
         "<h2>Results</h2>",
         frame.to_html(index=False, na_rep="", escape=True),
     ]

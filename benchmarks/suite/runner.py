@@ -65,6 +65,7 @@ class SuiteRun:
     results: list[TaskResult] = field(default_factory=list)
     interrupted: bool = False
     native: bool = False
+    scheduler: str = "software"  # the THINK queue's decision backend ($CLOVE_SCHEDULER)
     runner_id: int = 0
     leftovers_killed: list[int] = field(default_factory=list)  # pids the final sweep had to SIGKILL
 
@@ -125,7 +126,8 @@ class Runner:
         info = self.run_info
         self.log_dir.mkdir(parents=True, exist_ok=True)
         fake = FakeGemini() if info.llm == "fake" else None
-        service = LLMService(base_url=fake.base_url if fake else None)
+        service = LLMService(base_url=fake.base_url if fake else None, scheduler=info.options.scheduler)
+        info.scheduler = getattr(service.scheduler, "name", "software")
         kernel = Kernel(
             trace_path=str(self.workdir / TRACE_FILE), audit_path=str(self.workdir / AUDIT_FILE), llm=service
         )

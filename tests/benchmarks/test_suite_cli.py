@@ -80,6 +80,7 @@ def test_results_carry_grades_and_metrics(smoke_run: dict) -> None:
     answers = by_task["think"]["report"]["answers"]
     assert all(a["content"] == f"echo: {a['prompt']}" for a in answers)
     assert doc["environment"]["llm"].startswith("fake")
+    assert doc["environment"]["think_scheduler"] == "software"  # the default, recorded
 
 
 def test_csv_matches_json(smoke_run: dict) -> None:
@@ -135,6 +136,14 @@ def test_only_and_repeat_with_json_output(tmp_path: Path, capsys: pytest.Capture
     assert _live_children() - before == set()
 
 
+def test_think_scheduler_backend_is_chosen_and_recorded(tmp_path: Path, capsys) -> None:
+    """--scheduler model: THINK requests ordered by the golden model (sim/) through the entry point."""
+    code = main(["run", "suite", "--only", "think", "--scheduler", "model", "--json", "--out", str(tmp_path)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["totals"]["passed"] == 1
+    assert doc["environment"]["think_scheduler"] == "model"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -143,6 +152,9 @@ def test_only_and_repeat_with_json_output(tmp_path: Path, capsys: pytest.Capture
         (["--only", ","], "unknown task(s) (none given)"),
         (["--repeat", "0"], "--repeat must be at least 1, got 0"),
         (["--timeout", "-1"], "--timeout must be a positive number of seconds"),
+        (["--scheduler", "nosuch"], "unknown THINK scheduler backend 'nosuch'; valid: software, "),
+        (["--scheduler", "rtl:depth"], "scheduler backend 'rtl': option 'depth' is not KEY=VALUE"),
+        (["--scheduler", "software:x=1"], "scheduler backend 'software' takes no options"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_valid_choices(
