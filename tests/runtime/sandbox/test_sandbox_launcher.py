@@ -611,3 +611,21 @@ def test_agents_die_with_a_killed_zygote_and_close_still_cleans_up(runner) -> No
         launcher.close()
     assert all(cgroup_dirs(rel) == [] for rel in rels)
     assert cgroup_dirs(f"clove-gym-test/{launcher._tag}") == [] and not os.path.exists(launcher._newroot)
+
+
+def test_running_a_script_imports_nothing_the_zygote_has_not(tmp_path) -> None:
+    """Every module the agent's start path imports costs each agent its import time (pkgutil: 2-5 ms
+    here), so the child module must pre-import all of it: running a script adds no module."""
+    script = tmp_path / "noop.py"
+    script.write_text("x = 1\n")
+    code = textwrap.dedent(
+        f"""
+        import runpy, sys
+        import clove_gym.runtime.sandbox.child
+        before = set(sys.modules)
+        runpy.run_path({str(script)!r}, run_name="__main__")
+        print(sorted(set(sys.modules) - before))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
