@@ -269,11 +269,8 @@ def _run_python(argv: list[str], env: dict[str, str]) -> NoReturn:
     os.environ.update(env)
     script = argv[0]
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [
-        os.path.dirname(os.path.abspath(script)),
-        *extra,
-        *(p for p in sys.path if p and p != os.getcwd()),
-    ]
+    cwd = os.getcwd()
+    sys.path[:] = [os.path.dirname(os.path.abspath(script)), *extra, *(p for p in sys.path if p and p != cwd)]
     sys.argv = list(argv)
     atexit._clear()
     code: int = 0
