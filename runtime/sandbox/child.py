@@ -230,10 +230,8 @@ def _reap_until(agent: int) -> NoReturn:
 def _agent(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoReturn:
     """Stage 3: become the agent."""
     try:
-        for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
-            if fd > 2 and fd != status_fd:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        os.closerange(3, status_fd)  # close_range(2): no /proc listing on the spawn path
+        os.closerange(status_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         for signo in (*_FORWARDED, signal.SIGCHLD):
             signal.signal(signo, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
