@@ -60,6 +60,7 @@ def _status_of(wait_status: int) -> int:
     return os.waitstatus_to_exitcode(wait_status)
 
 
+_FD_CEILING = 1 << 30  # above any descriptor (close_range clamps); RLIMIT_NOFILE may be infinite (-1)
 LIFELINE_FD = 4  # read end of a pipe only the zygote writes to: EOF means the zygote is gone
 
 
@@ -231,7 +232,7 @@ def _agent(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoRet
     """Stage 3: become the agent."""
     try:
         os.closerange(3, status_fd)  # close_range(2): no /proc listing on the spawn path
-        os.closerange(status_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        os.closerange(status_fd + 1, _FD_CEILING)
         for signo in (*_FORWARDED, signal.SIGCHLD):
             signal.signal(signo, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -637,3 +637,11 @@ def test_running_a_script_imports_nothing_the_zygote_has_not(tmp_path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_agent_starts_with_only_stdio_open(runner) -> None:
+    """Nothing of the zygote, the slot or the launcher leaks into the agent: fds 0-2 and the one that
+    listing its own fd directory opens."""
+    ran = runner.run("import os\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))\n")
+    assert ran.status == 0, ran.err
+    assert ran.out.strip() == "[0, 1, 2, 3]"
