@@ -135,19 +135,29 @@ def build_harness(params: HwParams, build: Path = BUILD, pgo: bool = False) -> P
     exe = out / "replay"
     if exe.exists():
         return exe
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    wrapper = out / "replay_top.v"
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # renamed into place when complete
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    wrapper = tmp / "replay_top.v"
     wrapper.write_text(top)
     env, sources = verilator_env(), (wrapper, src, HARNESS)
-    if pgo:
-        _verilate(env, out, "replay-profile", f"{CFLAGS} -fprofile-generate", "-fprofile-generate", sources)
-        _train(params, out / "replay-profile")
-        for f in [*out.glob("*.o"), *out.glob("*.a")]:
-            f.unlink()
-        _verilate(env, out, "replay", f"{CFLAGS} -fprofile-use -fprofile-partial-training", "", sources)
-    else:
-        _verilate(env, out, "replay", CFLAGS, "", sources)
+    try:
+        if pgo:
+            _verilate(
+                env, tmp, "replay-profile", f"{CFLAGS} -fprofile-generate", "-fprofile-generate", sources
+            )
+            _train(params, tmp / "replay-profile")
+            for f in [*tmp.glob("*.o"), *tmp.glob("*.a")]:
+                f.unlink()
+            _verilate(env, tmp, "replay", f"{CFLAGS} -fprofile-use -fprofile-partial-training", "", sources)
+        else:
+            _verilate(env, tmp, "replay", CFLAGS, "", sources)
+        tmp.rename(out)
+    except OSError:
+        if not exe.exists():  # not another process finishing the same build first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return exe
 
 
@@ -216,12 +226,12 @@ def replay(
     work = exe.parent
     tag = f"{os.getpid()}-{id(cycles)}"
     stim, res, want = (work / f"{name}-{tag}.bin" for name in ("stim", "out", "want"))
-    stim.write_bytes(encode(params, cycles, resets))
     args = [str(exe), str(stim), str(res), str(repeat)]
-    if expect is not None:
-        want.write_bytes(encode_expected(params, expect))
-        args.append(str(want))
     try:
+        stim.write_bytes(encode(params, cycles, resets))
+        if expect is not None:
+            want.write_bytes(encode_expected(params, expect))
+            args.append(str(want))
         proc = subprocess.run(args, capture_output=True, text=True)
         if proc.returncode == 3 and expect is not None:
             raise _mismatch(params, cycles, expect, proc.stderr)
