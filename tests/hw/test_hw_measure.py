@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from clove_gym.hw.measure import c_decisions_per_s, c_twin_run, software_decisions_per_s
+from clove_gym.hw.measure import c_decisions_per_s, c_twin_run, harness_speed, software_decisions_per_s
 from clove_gym.sim.backends import SoftwareBackend, Tick, first_divergence, run_backend
 from clove_gym.sim.params import HwParams
+from clove_gym.sim.stimulus import random_cycles
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -39,3 +40,13 @@ def test_decision_rates_are_measured() -> None:
         f"\nsoftware scheduler, 8 agents backlogged: Python {py['median']:.0f}/s, C twin {c['median']:.0f}/s"
     )
     assert py["n"] == 2 and c["min"] > 0 and py["min"] > 0
+
+
+@pytest.mark.hw
+def test_harness_speed_is_a_checked_replay() -> None:
+    """The report's cycles/s come from replays the harness checked cycle for cycle against the model."""
+    cycles = list(random_cycles(HwParams(), 5000, seed=2))
+    h = harness_speed(HwParams(), cycles, repeat=4, runs=2)
+    print(f"\nharness: {h['median'] / 1e6:.2f} M cycles/s (CPU time: {h['cpu']['median'] / 1e6:.2f})")
+    assert h["n"] == h["cpu"]["n"] == 2 and h["min"] > 0 and h["cpu"]["min"] > 0
+    assert h["checked_cycles_per_run"] == h["cycles_per_run"] == 4 * len(cycles)
