@@ -77,3 +77,55 @@ def test_reset_mid_operation() -> None:
     params = CASES["costs+quota"]
     cycles = list(random_cycles(params, 300, seed=7, profile="full"))
     assert scoreboard(params, cycles, resets={50, 51, 180}) > 0
+
+
+def run_core(params: HwParams, cycles: list[model.CycleIn]) -> list[model.CycleOut]:
+    """The RTL Core's outputs for each cycle of `cycles` (no model involved)."""
+    dut = Core(params)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sig = signals(dut)
+    outs: list[model.CycleOut] = []
+
+    async def bench(ctx) -> None:
+        for inp in cycles:
+            for name, value in pack(params, inp).items():
+                ctx.set(sig[name], value)
+            outs.append(unpack(params, inp, lambda name: ctx.get(sig[name])))
+            await ctx.tick()
+
+    sim.add_testbench(bench)
+    sim.run()
+    return outs
+
+
+def test_latencies_of_the_issue() -> None:
+    """Enqueue-to-dispatch 1 cycle, send-to-recv 2 cycles, send-to-recv-data 3 cycles (goals: <= 3)."""
+    params = CASES["default"]
+    idle = model.CycleIn()
+    out = run_core(params, [model.CycleIn(enq=(1, 1), disp_ready=False), idle, idle])
+    assert [o.disp_valid for o in out] == [False, True, False]  # granted in cycle 1, then empty
+    recv = model.CycleIn(recv=2)
+    out = run_core(params, [model.CycleIn(send=(0, 2, 0x5A, False)), recv, recv, recv, idle])
+    assert out[0].send_ready
+    assert [o.recv_ready for o in out[1:4]] == [False, True, False]  # landed at the edge ending cycle 1
+    assert [(o.rdata_valid, o.rdata_payload) for o in out] == [(False, 0)] * 3 + [(True, 0x5A), (False, 0)]
+
+
+def test_one_decision_and_one_message_per_cycle_sustained() -> None:
+    """The landing stage costs no throughput: with queues loaded a dispatch is granted every cycle, and
+    a message is sent, received and delivered every cycle (message t's data out in cycle t+3)."""
+    params = CASES["default"]
+    n, d, k = params.agents, params.depth, 40
+    fill = [model.CycleIn(enq=(t % n, 1), disp_ready=False) for t in range(n * d)]
+    stream = [
+        model.CycleIn(send=(t % n, (t + 1) % n, t, False), recv=(t - 1) % n if t >= 2 else None)
+        for t in range(k)
+    ]
+    out = run_core(params, fill + stream + [model.CycleIn(), model.CycleIn()])
+    assert all(o.enq_ready for o in out[: n * d])
+    run = out[n * d :]
+    assert all(o.disp_valid for o in run[: n * d]) and not run[n * d].disp_valid
+    assert all(o.send_ready for o in run[:k])
+    assert all(o.recv_ready for o in run[2:k])
+    assert [o.rdata_payload for o in run[3 : k + 1] if o.rdata_valid] == list(range(k - 2))
