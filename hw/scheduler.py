@@ -14,7 +14,18 @@ from amaranth.lib.wiring import In, Out
 from clove_gym.sim.model import TOKEN_ONE
 from clove_gym.sim.params import HwParams
 
-DEFICIT_BITS = 16
+DEFICIT_BITS = 16  # with quotas (SPEC.md §3: the documented limit)
+
+
+def deficit_bits(p: HwParams) -> int:
+    """Width of a deficit register. With quotas a visit can end on an empty bucket and keep its deficit,
+    so deficits grow (16 bits, the documented limit). Without, a visit only ends when its queue empties
+    (deficit 0) or its head no longer fits (deficit < max_cost), so a stored deficit never exceeds
+    max_cost - 1 + turn - 1: a few bits, and no 16-bit adders behind the grant."""
+    if p.bucket_rate:
+        return DEFICIT_BITS
+    turn = p.quantum * max(p.weights or (1,))
+    return max(1, (p.max_cost + turn - 2).bit_length())
 
 
 def lowest_one_hot(m: Module, bits: Value, width: int) -> Signal:
@@ -55,7 +66,7 @@ class Scheduler(wiring.Component):
         p = self.p
         n = p.agents
         count = Array(Signal(range(p.depth + 1), name=f"count{i}") for i in range(n))
-        deficit = Array(Signal(DEFICIT_BITS, name=f"deficit{i}") for i in range(n))
+        deficit = Array(Signal(deficit_bits(p), name=f"deficit{i}") for i in range(n))
         ptr = Signal(n, init=1)  # the ring pointer, one-hot: no decoder or comparator on the decision path
         in_visit = Signal()
         cap = p.bucket_burst * TOKEN_ONE

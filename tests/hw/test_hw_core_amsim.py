@@ -7,6 +7,7 @@ from amaranth import ResetInserter, Signal
 from amaranth.sim import Simulator
 from clove_gym.hw.core import Core
 from clove_gym.hw.ports import pack, signals, unpack
+from clove_gym.hw.scheduler import deficit_bits
 from clove_gym.sim import model
 from clove_gym.sim.params import HwParams
 from clove_gym.sim.stimulus import PROFILES, random_cycles
@@ -24,6 +25,9 @@ CASES = {
         slots=4,
         mbox_depth=2,
         payload_bits=8,
+    ),
+    "costs-no-quota": HwParams(  # narrow deficits (no buckets): widths from the bound, not 16 bits
+        agents=4, depth=4, quantum=2, weights=(1, 3, 2, 1), max_cost=2, bucket_burst=2, slots=4, mbox_depth=2
     ),
     "eight": HwParams(agents=8, depth=8, bucket_rate=40, bucket_burst=2, slots=16, mbox_depth=2),
     "unit-weights": HwParams(
@@ -129,3 +133,17 @@ def test_one_decision_and_one_message_per_cycle_sustained() -> None:
     assert all(o.send_ready for o in run[:k])
     assert all(o.recv_ready for o in run[2:k])
     assert [o.rdata_payload for o in run[3 : k + 1] if o.rdata_valid] == list(range(k - 2))
+
+
+@pytest.mark.parametrize("case", ["default", "costs-no-quota"])
+def test_deficits_without_quotas_fit_the_narrow_registers(case: str) -> None:
+    """The bound behind deficit_bits: without buckets no stored deficit exceeds max_cost + turn - 2."""
+    params = CASES[case]
+    bound = params.max_cost + params.quantum * max(params.weights or (1,)) - 2
+    core, peak = model.Core(params), 0
+    for profile in PROFILES:
+        for inp in random_cycles(params, 2000, seed=11, profile=profile):
+            core.step(inp)
+            peak = max(peak, *core.sched.deficit)
+    assert peak <= bound < 2 ** deficit_bits(params)
+    assert peak > 0 or case == "default"  # deficits were exercised (with turn 1 they stay 0)
