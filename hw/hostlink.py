@@ -61,6 +61,13 @@ class HostLink(wiring.Component):
             Signal(name=n) for n in ("is_think", "is_poll", "is_send", "is_recv", "is_start", "is_kill")
         )
         byte, got = self.rx.payload, self.rx.valid
+        # the Core's outputs, registered every cycle: the response is built from these one cycle later
+        seen = Signal(data.StructLayout({
+            "enq_ready": 1, "disp_valid": 1, "disp_agent": p.agent_bits, "send_ready": 1, "recv_ready": 1,
+            "rdata_valid": 1, "rdata": self.rdata.shape(),
+        }))  # fmt: skip
+        m.d.sync += seen.eq(Cat(self.enq.ready, self.disp.valid, self.disp.payload, self.send.ready,
+                                self.recv.ready, self.rdata_valid, self.rdata))  # fmt: skip
         m.d.comb += [self.rx.ready.eq(1), rx_crc.data.eq(byte)]
 
         known, want_len, out_len = Signal(), Signal(8), Signal(8)
@@ -170,19 +177,21 @@ class HostLink(wiring.Component):
                     self.replay_start.eq(is_start),
                     self.core_reset.eq(is_kill),
                 ]
-            with m.State("CAPTURE"):
-                m.next = "RESPOND"
+            with m.State("CAPTURE"):  # the Core answers now; its outputs are registered (below)
+                m.next = "LATCH"
                 m.d.comb += self.disp.ready.eq(is_poll)
+            with m.State("LATCH"):  # the answer from the registered copies: no path from the Core's
+                m.next = "RESPOND"  # decisions into the response multiplexer
                 with m.If(is_think):
-                    m.d.sync += resp.eq(self.enq.ready)
+                    m.d.sync += resp.eq(seen.enq_ready)
                 with m.If(is_poll):
                     m.d.sync += resp.eq(
-                        Cat(self.disp.valid, Const(0, 7), Mux(self.disp.valid, self.disp.payload, 0))
+                        Cat(seen.disp_valid, Const(0, 7), Mux(seen.disp_valid, seen.disp_agent, 0))
                     )
                 with m.If(is_send):
-                    m.d.sync += resp.eq(self.send.ready)
+                    m.d.sync += resp.eq(seen.send_ready)
                 with m.If(is_recv):
-                    m.d.sync += resp.eq(self.recv.ready)
+                    m.d.sync += resp.eq(seen.recv_ready)
                     m.next = "RECV_DATA"
                 with m.If(is_start | is_kill):
                     m.d.sync += resp.eq(1)
@@ -190,10 +199,10 @@ class HostLink(wiring.Component):
                     m.d.sync += resp.eq(self.replay_status)
                 with m.If(op == Op.NOOP):
                     m.d.sync += resp.eq(Cat(self.frames_ok, self.frames_bad))
-            with m.State("RECV_DATA"):  # the popped message is out one cycle after the recv
+            with m.State("RECV_DATA"):  # the popped message was out one cycle after the recv (registered)
                 src8, payload16 = Signal(8), Signal(16)
-                m.d.comb += [src8.eq(self.rdata.src), payload16.eq(self.rdata.payload)]
-                with m.If(self.rdata_valid):
+                m.d.comb += [src8.eq(seen.rdata.src), payload16.eq(seen.rdata.payload)]
+                with m.If(seen.rdata_valid):
                     m.d.sync += resp.eq(Cat(Const(1, 8), src8, payload16))
                 m.next = "RESPOND"
             with m.State("RESPOND"):

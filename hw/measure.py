@@ -36,7 +36,8 @@ def rtl_latencies(params: HwParams) -> dict[str, int]:
     stim = [CycleIn(enq=(1, 1), disp_ready=False), idle, idle, idle]
     out = replay(params, stim).outputs
     enq_to_disp = next(t for t, o in enumerate(out) if o.disp_valid)
-    stim = [CycleIn(send=(0, 2, 0x5A, False)), CycleIn(recv=2), idle, idle]
+    recv = CycleIn(recv=2)  # offered every cycle until the message has landed
+    stim = [CycleIn(send=(0, 2, 0x5A, False)), recv, recv, recv, idle, idle]
     out = replay(params, stim).outputs
     send_to_data = next(t for t, o in enumerate(out) if o.rdata_valid and o.rdata_payload == 0x5A)
     return {"enqueue_to_dispatch_cycles": enq_to_disp, "send_to_recv_data_cycles": send_to_data}

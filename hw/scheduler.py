@@ -14,7 +14,18 @@ from amaranth.lib.wiring import In, Out
 from clove_gym.sim.model import TOKEN_ONE
 from clove_gym.sim.params import HwParams
 
-DEFICIT_BITS = 16
+DEFICIT_BITS = 16  # with quotas (SPEC.md §3: the documented limit)
+
+
+def deficit_bits(p: HwParams) -> int:
+    """Width of a deficit register. With quotas a visit can end on an empty bucket and keep its deficit,
+    so deficits grow (16 bits, the documented limit). Without, a visit only ends when its queue empties
+    (deficit 0) or its head no longer fits (deficit < max_cost), so a stored deficit never exceeds
+    max_cost - 1 + turn - 1: a few bits, and no 16-bit adders behind the grant."""
+    if p.bucket_rate:
+        return DEFICIT_BITS
+    turn = p.quantum * max(p.weights or (1,))
+    return max(1, (p.max_cost + turn - 2).bit_length())
 
 
 def lowest_one_hot(m: Module, bits: Value, width: int) -> Signal:
@@ -55,7 +66,7 @@ class Scheduler(wiring.Component):
         p = self.p
         n = p.agents
         count = Array(Signal(range(p.depth + 1), name=f"count{i}") for i in range(n))
-        deficit = Array(Signal(DEFICIT_BITS, name=f"deficit{i}") for i in range(n))
+        deficit = Array(Signal(deficit_bits(p), name=f"deficit{i}") for i in range(n))
         ptr = Signal(n, init=1)  # the ring pointer, one-hot: no decoder or comparator on the decision path
         in_visit = Signal()
         cap = p.bucket_burst * TOKEN_ONE
@@ -99,39 +110,49 @@ class Scheduler(wiring.Component):
                     deficit[i][p.cost_bits :].any() | (deficit[i][: p.cost_bits] >= head_cost[i])
                 )
 
-        # the current visit continues, or the first ready agent at/after `start` (rotating priority)
-        cont = Signal()
-        m.d.comb += cont.eq(in_visit & (ready & fits & ptr).any())
-        # `after` is a register: the agents strictly after the last grant (the scan's start is the ring
-        # position after it whether or not the visit went on). The first ready agent at or after the
-        # start is the lowest set bit of (ready & after, ready) read as one 2N-bit word, folded back.
+        # the current visit continues, or the first ready agent at/after the scan's start (rotating
+        # priority), in one priority encoder: `after` is a register, the agents strictly after the last
+        # grant (the start is the ring position after it whether or not the visit went on); `cont_at`
+        # adds the pointer itself when its visit can go on (it is then the lowest candidate, since only
+        # agents past it are in `after`). The first candidate is the lowest set bit of
+        # (ready & (after | cont_at), ready) read as one 2N-bit word, folded back.
         after = Signal(n, init=(1 << n) - 1)
-        both = lowest_one_hot(m, Cat(ready & after, ready), 2 * n)
-        pick = Signal(n)
-        m.d.comb += pick.eq(both[:n] | both[n:])
+        cont_at = Signal(n)
+        m.d.comb += cont_at.eq(ptr & fits & in_visit.replicate(n))
+        both = lowest_one_hot(m, Cat(ready & (after | cont_at), ready), 2 * n)
         onehot = Signal(n)
-        m.d.comb += onehot.eq(Mux(cont, ptr, pick))
+        m.d.comb += onehot.eq(both[:n] | both[n:])
         m.d.comb += [
             grant.eq(encode(m, onehot, n)),
-            self.disp.valid.eq(ready.any()),  # cont implies ready[ptr]
+            self.disp.valid.eq(ready.any()),  # some candidate exists iff some agent is ready
             self.disp.payload.eq(grant),
             self.enq.ready.eq(count[self.enq.payload.agent] < p.depth),
             self.busy.eq(nonzero.any()),
         ]
 
+        # after a grant the pointer stays on it (the visit goes on) or moves one past it (its queue
+        # empties): per bit a function of two neighbouring grant bits, no reduction over the grant
+        stay, moves = Signal(n), Signal(n)
+        m.d.comb += [stay.eq(onehot & ~last), moves.eq(onehot & last)]
         with m.If(disp_fire):
-            m.d.sync += after.eq(~Cat(onehot[i:].any() for i in range(n)))
-            with m.If((last & onehot).any()):
-                m.d.sync += [ptr.eq(Cat(onehot[n - 1], onehot[: n - 1])), in_visit.eq(0)]  # grant + 1
-            with m.Else():
-                m.d.sync += [ptr.eq(onehot), in_visit.eq(1)]
+            m.d.sync += [
+                after.eq(Cat(onehot[:i].any() for i in range(n))),  # the agents past the grant
+                ptr.eq(stay | Cat(moves[n - 1], moves[: n - 1])),
+                in_visit.eq(stay.any()),
+            ]
         with m.Elif(self.disp.ready & self.busy & in_visit):
             m.d.sync += [ptr.eq(Cat(ptr[n - 1], ptr[: n - 1])), in_visit.eq(0)]
 
         for i in range(n):
-            inc = enq_fire & (self.enq.payload.agent == i)
-            dec = disp_fire & onehot[i]
-            m.d.sync += count[i].eq(count[i] + inc - dec)
+            # written per agent so no N-way mux (enq.ready) or reduction (disp.valid: a set bit of the
+            # one-hot grant implies it) sits in front of the enables
+            inc = self.enq.valid & (self.enq.payload.agent == i) & (count[i] < p.depth)
+            dec = self.disp.ready & onehot[i]
+            # count +- 1 from the register alone; the grant only selects (no adder after the decision)
+            with m.If(inc & ~dec):
+                m.d.sync += count[i].eq(count[i] + 1)
+            with m.Elif(dec & ~inc):
+                m.d.sync += count[i].eq(count[i] - 1)
             with m.If(inc):
                 m.d.sync += nonzero[i].eq(1)
             with m.Elif(dec & last[i]):
@@ -144,7 +165,7 @@ class Scheduler(wiring.Component):
                     m.d.sync += deficit[i].eq(0)
                     if unit:
                         m.d.sync += fits[i].eq(0)
-                with m.Elif(cont):
+                with m.Elif(cont_at[i]):  # registers only: granted with cont_at set is a continuation
                     m.d.sync += deficit[i].eq(deficit[i] - head_cost[i])
                     if unit:
                         m.d.sync += fits[i].eq(deficit[i][1:].any())  # deficit - 1 >= 1

@@ -3,7 +3,8 @@
 Timing convention: `step(inp)` is one clock cycle. Outputs are computed from the state registered at
 the start of the cycle and this cycle's inputs (combinational paths, like the RTL); the state update is
 what the rising edge at the end of the cycle stores. A request enqueued in cycle t is dispatchable in
-t+1; a message sent in cycle t is receivable in t+1 and its data is out in the cycle after the recv.
+t+1; a message sent in cycle t lands in its receivers' mailboxes at the edge ending t+1, so it is
+receivable in t+2 and its data is out in the cycle after the recv (t+3 at the earliest).
 The RTL (hw/) and the cocotb scoreboard compare against this class cycle for cycle.
 """
 
@@ -138,7 +139,10 @@ class Scheduler:
 
 
 class Mailbox:
-    """One shared message store with per-receiver pointer queues and reference counts (SPEC.md §4)."""
+    """One shared message store with per-receiver pointer queues and reference counts (SPEC.md §4).
+
+    A send is accepted in cycle t (its slot is reserved and its data stored at the edge ending t) and
+    lands in the receivers' queues at the edge ending t+1; until then it already takes their room."""
 
     def __init__(self, params: HwParams) -> None:
         self.p = params.validate()
@@ -153,21 +157,28 @@ class Mailbox:
         self.queues: list[deque[int]] = [deque() for _ in range(p.agents)]
         self.rdata: tuple[bool, int, int] = (False, 0, 0)
         self.pending: int | None = None  # slot popped last cycle: its reference is released at this edge
+        self.landing: tuple[int, list[int]] | None = None  # (slot, receivers) accepted last cycle
+
+    def occupancy(self, agent: int) -> int:
+        """Messages queued for `agent`, counting the one landing this cycle (what room is judged on)."""
+        landing = self.landing is not None and agent in self.landing[1]
+        return len(self.queues[agent]) + landing
 
     def send_ready(self, src: int, dst: int, broadcast: bool) -> bool:
         if True not in self.free:
             return False
         md = self.p.mbox_depth
         if broadcast:
-            return all(len(q) < md for j, q in enumerate(self.queues) if j != src)
-        return len(self.queues[dst]) < md
+            return all(self.occupancy(j) < md for j in range(self.p.agents) if j != src)
+        return self.occupancy(dst) < md
 
     def recv_ready(self, agent: int) -> bool:
         return bool(self.queues[agent])
 
     def commit(self, send: tuple[int, int, int, bool] | None, recv: int | None) -> None:
-        """The edge: store an accepted send, pop an accepted recv into the read-data register, release
-        the reference popped in the previous cycle (a slot is free again two cycles after its last recv)."""
+        """The edge: release the reference popped in the previous cycle (a slot is free again two cycles
+        after its last recv), pop an accepted recv into the read-data register, land the send accepted
+        in the previous cycle, accept this cycle's send."""
         freed, self.pending, popped = self.pending, None, self.pending
         if popped is not None:
             self.refs[popped] -= 1
@@ -178,6 +189,11 @@ class Mailbox:
             self.pending = slot
         else:
             self.rdata = (False, 0, 0)
+        if self.landing is not None:
+            slot, dests = self.landing
+            for j in dests:
+                self.queues[j].append(slot)
+            self.landing = None
         if send is not None:
             src, dst, payload, broadcast = send
             slot = self.free.index(True)
@@ -186,8 +202,7 @@ class Mailbox:
             self.refs[slot] = len(dests)
             self.src[slot] = src
             self.payload[slot] = payload & ((1 << self.p.payload_bits) - 1)
-            for j in dests:
-                self.queues[j].append(slot)
+            self.landing = (slot, dests)
         if freed is not None:
             self.free[freed] = True
 

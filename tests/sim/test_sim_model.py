@@ -84,12 +84,13 @@ def test_mailbox_send_recv_broadcast_and_backpressure() -> None:
     p = HwParams(agents=4, slots=4, mbox_depth=2)
     core = Core(p)
     assert core.step(CycleIn(send=(0, 1, 0xBEEF, False))).send_ready
+    assert not core.step(CycleIn(recv=1)).recv_ready  # still landing: not in agent 1's queue yet
     out = core.step(CycleIn(recv=1))
-    assert out.recv_ready and not out.rdata_valid
+    assert out.recv_ready and not out.rdata_valid  # send-to-recv 2 cycles
     out = core.step(CycleIn())
-    assert (out.rdata_valid, out.rdata_src, out.rdata_payload) == (True, 0, 0xBEEF)  # send-to-data 2 cycles
+    assert (out.rdata_valid, out.rdata_src, out.rdata_payload) == (True, 0, 0xBEEF)  # send-to-data 3 cycles
     assert core.step(CycleIn(send=(2, 0, 7, True))).send_ready  # one slot, three receivers
-    assert core.step(CycleIn(send=(3, 0, 8, True))).send_ready
+    assert core.step(CycleIn(send=(3, 0, 8, True))).send_ready  # agent 0: one queued + one landing
     assert not core.step(CycleIn(send=(1, 0, 9, True))).send_ready  # agent 0's mailbox is full
     for agent in (0, 1, 3):
         assert core.step(CycleIn(recv=agent)).recv_ready
@@ -98,6 +99,23 @@ def test_mailbox_send_recv_broadcast_and_backpressure() -> None:
     assert core.mbox.free.count(True) == 3  # first broadcast fully received: its slot is free again
     core.reset()
     assert core.mbox.free.count(True) == 4 and not any(core.mbox.queues)
+
+
+def test_mailbox_counts_the_landing_send() -> None:
+    """Room and free slots are judged with the send of the previous cycle already counted."""
+    core = Core(HwParams(agents=4, slots=2, mbox_depth=1))
+    assert core.step(CycleIn(send=(0, 1, 1, False))).send_ready
+    assert not core.step(CycleIn(send=(2, 1, 2, False))).send_ready  # agent 1's only place is taken
+    assert core.step(CycleIn(send=(2, 3, 3, False))).send_ready  # another receiver, the last slot
+    assert not core.step(CycleIn(send=(0, 2, 4, False))).send_ready  # both slots taken
+    out = core.step(CycleIn(send=(0, 2, 4, False), recv=1))
+    assert out.recv_ready and not out.send_ready  # the popped slot is free two edges later
+    assert core.mbox.landing is None and len(core.mbox.queues[3]) == 1
+    core.reset()
+    assert core.step(CycleIn(send=(0, 1, 5, False))).send_ready
+    core.reset()  # a reset drops the landing send: nothing arrives
+    core.step(CycleIn())
+    assert not core.step(CycleIn(recv=1)).recv_ready and core.mbox.free.count(True) == 2
 
 
 def test_bad_cost_is_refused_with_the_cycle() -> None:
