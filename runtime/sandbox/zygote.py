@@ -4,7 +4,7 @@ Forking this warm process costs ~1 ms where a cold interpreter costs ~40 ms, and
 of the (possibly threaded) kernel process. It also keeps a small pool of *warm slots*: processes that
 already sit in their own cgroup and namespaces with the shared part of the filesystem mounted, so a
 spawn only renames the cgroup, writes the limits and hands the slot its plan; slots prepare and wait
-at SCHED_IDLE, so the pool refills on spare CPU only. It is a child subreaper, so every agent's init
+at nice 10, so the pool refills mostly on spare CPU. It is a child subreaper, so every agent's init
 lands here: the zygote reaps them (also while a spawn is in flight), removes the cgroup, and only then
 reports the exit, so an exit report means everything is released. It hands the launcher a pidfd opened
 while the process could not yet have been reaped (no pid-reuse race). When the launcher's
@@ -39,7 +39,8 @@ from .spec import Limits
 MAX_MESSAGE = 1 << 20
 SPAWN_TIMEOUT = 10.0
 _MAX_SLOT_FAILURES = 3
-_REFILL_IDLE = 0.001  # slots prepare at idle priority, so refilling early costs a spawn little
+_REFILL_IDLE = 0.001  # slots prepare at low priority, so refilling early costs a spawn little
+SLOT_NICE = 10  # warm slots' nice value while they prepare and wait
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -142,7 +143,7 @@ class Zygote:
         send(self.control, {"op": "ready", "pid": os.getpid(), "seccomp": self.seccomp is not None})
         while True:
             # refill once the control socket has been quiet for a moment: forking a slot delays a
-            # spawn that arrives meanwhile by ~1 ms; the slot then prepares itself at idle priority
+            # spawn that arrives meanwhile by ~1 ms; the slot then prepares itself at low priority
             idle = _REFILL_IDLE if len(self.slots) < self.config["pool_size"] else None
             try:
                 ready, _, _ = select.select([self.control, self.wake_r, *self.slots], [], [], idle)
@@ -225,9 +226,10 @@ class Zygote:
             pid = os.fork()
             if pid == 0:
                 ours.close()
-                # prepared at idle priority: a slot in the making never slows a spawn or an agent down
-                with contextlib.suppress(OSError):
-                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+                # prepared at a low priority, so a slot in the making yields the CPU to spawns and
+                # agents; not SCHED_IDLE: a starved slot holding a kernel lock (namespace_sem during its
+                # mounts) would stall the spawns that need it, and the pool would starve under load
+                os.setpriority(os.PRIO_PROCESS, 0, SLOT_NICE)
                 child.warm_slot(slot_cfg, theirs.fileno(), self.lifeline_r, self.seccomp)
             theirs.close()
             self.setups.add(pid)
@@ -315,9 +317,9 @@ class Zygote:
                 group.rename(plan["cgroup_rel"])
                 applied = group.set_limits(limits)
             pidfd = os.pidfd_open(pid)
-            for member in slot_pids(pid, group):  # back from idle priority before it runs the agent
+            for member in slot_pids(pid, group):  # back to normal priority before it runs the agent
                 with contextlib.suppress(ProcessLookupError):
-                    os.sched_setscheduler(member, os.SCHED_OTHER, os.sched_param(0))
+                    os.setpriority(os.PRIO_PROCESS, member, 0)
             send(slot.sock, plan, fds)
         except OSError:
             slot.sock.close()
