@@ -229,7 +229,8 @@ class Zygote:
                 # prepared at a low priority, so a slot in the making yields the CPU to spawns and
                 # agents; not SCHED_IDLE: a starved slot holding a kernel lock (namespace_sem during its
                 # mounts) would stall the spawns that need it, and the pool would starve under load
-                os.setpriority(os.PRIO_PROCESS, 0, SLOT_NICE)
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, 0, SLOT_NICE)
                 child.warm_slot(slot_cfg, theirs.fileno(), self.lifeline_r, self.seccomp)
             theirs.close()
             self.setups.add(pid)
