@@ -7,6 +7,7 @@ interface: `spawn(spec) -> process` with `pid`, `fileno()`, `poll()`, `pause()`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ class AgentProcessLike(Protocol):
 
     def fileno(self) -> int: ...
     def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int | None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
     def kill(self, timeout: float = 5.0) -> int: ...
@@ -77,6 +79,12 @@ class PlainProcess:
                 self.status = _status_of(rc)
                 self._close_fd()
         return self.status
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the child exits (status) or `timeout` seconds pass (None)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout)
+        return self.poll()
 
     def _signal_group(self, signo: int) -> None:
         try:
