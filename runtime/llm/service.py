@@ -79,9 +79,16 @@ class LLMService:
         self._closed = False
         self._threads: list[threading.Thread] = []
         if self.api_key or self.base_url:
-            http = types.HttpOptions(base_url=base_url, timeout=max(1, round(timeout_s * 1000)))
-            # One client for all workers: its httpx pool is thread-safe and a client costs ~90 ms to build.
-            client = genai.Client(api_key=self.api_key or _PLACEHOLDER_KEY, vertexai=False, http_options=http)
+            try:
+                http = types.HttpOptions(base_url=base_url, timeout=max(1, round(timeout_s * 1000)))
+                # One client for all workers: its httpx pool is thread-safe and costs ~90 ms to build.
+                client = genai.Client(
+                    api_key=self.api_key or _PLACEHOLDER_KEY, vertexai=False, http_options=http
+                )
+            except BaseException:
+                if isinstance(self.scheduler, BackendQueue):
+                    self.scheduler.close()  # a backend's harness process must not outlive a failed start
+                raise
             for n in range(workers):
                 thread = threading.Thread(
                     target=self._work, args=(client,), name=f"llm-worker-{n}", daemon=True

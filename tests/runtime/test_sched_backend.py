@@ -187,3 +187,32 @@ def test_a_think_the_backend_cannot_take_is_answered_with_the_reason() -> None:
         finally:
             gate.set()
             llm.close()
+
+
+def test_a_failed_service_start_closes_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend may own a process (the rtl harness): a service that fails to start must stop it."""
+    from clove_gym.runtime.llm import service as service_mod
+    from clove_gym.runtime.sched_backend import BackendQueue
+
+    class Source:
+        name = "recording"
+        closed = False
+
+        def add_agent(self, agent_id: int, weight: int) -> None: ...
+        def remove_agent(self, agent_id: int) -> None: ...
+        def enqueue(self, agent_id: int, cost: int) -> bool:
+            return True
+
+        def dispatch(self) -> int | None:
+            return None
+
+        def close(self) -> None:
+            Source.closed = True
+
+    def broken_client(**_kw: object) -> None:
+        raise RuntimeError("no client")
+
+    monkeypatch.setattr(service_mod.genai, "Client", broken_client)
+    with pytest.raises(RuntimeError, match="no client"):
+        service_mod.LLMService(base_url="http://127.0.0.1:9", scheduler=BackendQueue(Source()))
+    assert Source.closed
