@@ -87,7 +87,18 @@ def test_broken_grader_and_missing_script_fail_only_their_task(tmp_path: Path) -
 
 
 def test_ctrl_c_stops_agents_and_still_writes_the_report(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "clove_gym.benchmarks.cli", "run", "suite", "--suite", "faults"]
+    # -X faulthandler: if the runner ever hangs after SIGINT, SIGABRT dumps every thread's stack
+    cmd = [
+        sys.executable,
+        "-X",
+        "faulthandler",
+        "-m",
+        "clove_gym.benchmarks.cli",
+        "run",
+        "suite",
+        "--suite",
+        "faults",
+    ]
     cmd += ["--only", "hang,healthy", "--timeout", "120", "--out", str(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runner = psutil.Process(proc.pid)
@@ -102,7 +113,12 @@ def test_ctrl_c_stops_agents_and_still_writes_the_report(tmp_path: Path) -> None
                 p for p in runner.children(recursive=True) if any("fault_" in part for part in p.cmdline())
             ]
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"the runner did not exit within 120 s of SIGINT; its threads then:\n{err[-12000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
