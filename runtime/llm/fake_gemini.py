@@ -113,16 +113,11 @@ class FakeGemini:
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._server.timeout = 0.05  # handle_request() returns at least this often
-        self._thread = threading.Thread(target=self._serve, name="fake-gemini", daemon=True)
+        # A short poll interval only makes close() quick (shutdown waits for the next poll).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-gemini", daemon=True
+        )
         self._thread.start()
-
-    def _serve(self) -> None:
-        # Our own loop rather than serve_forever()/shutdown(): shutdown() waits on an event with no
-        # timeout, and a suite runner was once seen stuck there for minutes after Ctrl-C (the serving
-        # thread still polling). Here close() only sets a flag and joins with a bound.
-        while not self._closing.is_set():
-            self._server.handle_request()
 
     @property
     def base_url(self) -> str:
@@ -134,8 +129,9 @@ class FakeGemini:
         if self._closing.is_set():
             return
         self._closing.set()
-        self._thread.join(5.0)
+        self._server.shutdown()
         self._server.server_close()
+        self._thread.join()
 
     def __enter__(self) -> FakeGemini:
         return self
