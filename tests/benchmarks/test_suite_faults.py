@@ -100,7 +100,16 @@ def test_ctrl_c_stops_agents_and_still_writes_the_report(tmp_path: Path) -> None
         "faults",
     ]
     cmd += ["--only", "hang,healthy", "--timeout", "120", "--out", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a user's Ctrl-C reaches a foreground run; a run started from a background shell (as CI may
+        # start the suite) inherits SIGINT ignored, and Python then keeps ignoring it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     runner = psutil.Process(proc.pid)
     try:
         deadline = time.monotonic() + 60
