@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from clove_gym.benchmarks.runtime_bench import host_info
 
 SCHEMA = "clove-gym.bench.isolation/1"
 
@@ -137,12 +138,7 @@ class Report:
             "started": self.started,
             "seconds": round(self.seconds, 2),
             "quick": self.quick,
-            "host": {
-                "machine": platform.machine(),
-                "python": platform.python_version(),
-                "cpus_allowed": sorted(os.sched_getaffinity(0)),
-                "loadavg_during": self.loadavg,
-            },
+            "host": {**host_info(), "loadavg_during": self.loadavg},
             "placement": PLACEMENT,
             "params": asdict(self.params),
             "figures": [asdict(f) for f in self.figures],

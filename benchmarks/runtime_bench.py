@@ -143,18 +143,22 @@ class Report:
             "started": self.started,
             "seconds": round(self.seconds, 2),
             "quick": self.quick,
-            "host": {
-                "machine": platform.machine(),
-                "python": platform.python_version(),
-                "cpus_allowed": sorted(os.sched_getaffinity(0)),
-                "loadavg": os.getloadavg(),
-            },
+            "host": {**host_info(), "loadavg": os.getloadavg()},
             "placement": {**asdict(self.placement), "description": self.placement.describe()},
             "params": asdict(self.params),
             "planes": self.planes,
             "figures": [asdict(f) for f in self.figures],
             "notes": self.notes,
         }
+
+
+def host_info() -> dict[str, Any]:
+    """The machine a benchmark report was measured on (both `bench` reports carry it)."""
+    return {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpus_allowed": sorted(os.sched_getaffinity(0)),
+    }
 
 
 def _us(ns: float) -> float:
