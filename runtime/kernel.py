@@ -191,6 +191,7 @@ class Kernel(SyscallHandlers):
         self._next_id = 1
         self.launching = 0  # spawns and restarts in flight
         self._unidentified: list[Connection] = []
+        self._starting: dict[int, int] = {}  # init pid of a spawn in flight -> its agent id
         self._request_counter = 0
         self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -410,9 +411,29 @@ class Kernel(SyscallHandlers):
         if conn.inbuf:
             self._pump(conn)
 
+    def starting(self, pid: int, agent_id: int, perms: Permissions | None) -> None:
+        """A spawn in flight reached the point where its agent may connect (kernel thread): its init is
+        `pid`. The agent's connections are named at once instead of waiting for the spawn's reply, with
+        the rights it was granted (`perms`; None keeps those it has, for a restart)."""
+        self._starting[pid] = agent_id
+        if perms is not None and agent_id not in self._perms:
+            self._perms[agent_id] = perms
+        self._recheck_unidentified()
+
+    def start_ended(self, agent_id: int) -> None:
+        """A spawn or restart of `agent_id` ended (kernel thread, after its entry was updated): its entry
+        names the agent from now on; rights given in advance to an agent that never ran are taken back."""
+        for pid in [p for p, a in self._starting.items() if a == agent_id]:
+            del self._starting[pid]
+        if agent_id not in self.agents:
+            self._perms.pop(agent_id, None)
+
     def launched(self) -> None:
         """A spawn or restart finished (either way): identify the connections that were waiting for it."""
         self.launching = max(self.launching - 1, 0)
+        self._recheck_unidentified()
+
+    def _recheck_unidentified(self) -> None:
         waiting, self._unidentified = self._unidentified, []
         for conn in waiting:
             if conn.closed:
@@ -427,6 +448,7 @@ class Kernel(SyscallHandlers):
         """The id of the live spawned agent whose process is `pid` or one of its ancestors (a sandbox puts
         an init process between the launcher's pid and the agent), or None."""
         by_pid = {a.proc.pid: a.id for a in self.agents.values() if a.state not in ("RESTARTING", "STOPPED")}
+        by_pid.update(self._starting)
         for _ in range(16):
             if pid in by_pid:
                 return by_pid[pid]
@@ -586,8 +608,7 @@ class Kernel(SyscallHandlers):
         self.dp.remove_agent(agent_id)
         self.bus.forget(agent_id)
         self._update_fast_ops()
-        agent = self.agents.get(agent_id)
-        if agent is not None:
+        if agent_id in self.agents or agent_id in self._starting.values():  # may reconnect
             self.dp.add_agent(agent_id)
         else:
             self._perms.pop(agent_id, None)

@@ -444,12 +444,16 @@ class SyscallHandlers:
         name = name or f"agent_{agent_id}"
         argv = child_argv(script, interpreter, self.socket_path)
         env = child_env(dict(os.environ), self.socket_path, agent_id, name)
-        launch = self._launch_fn(agent_id, name, argv, env, cwd, sandboxed, network, limits, log)
+        def on_start(pid: int) -> None:  # worker thread: the agent may connect from now on
+            self.call_soon(lambda: self.starting(pid, agent_id, granted or Permissions()))
+
+        launch = self._launch_fn(agent_id, name, argv, env, cwd, sandboxed, network, limits, log, on_start)
 
         def spawned(proc: Any) -> dict[str, Any]:
             try:
                 return register(proc)
             finally:
+                self.start_ended(agent_id)
                 self.launched()
 
         def register(proc: Any) -> dict[str, Any]:
@@ -501,6 +505,7 @@ class SyscallHandlers:
         network: bool,
         limits: Limits,
         log: str | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> Callable[[], Any]:
         """The work a spawn does on a worker thread; returns the process, or the error as a value.
         Sandboxed agents go through the sandbox launcher (namespaces, cgroups, seccomp, zygote);
@@ -532,7 +537,7 @@ class SyscallHandlers:
                         spec.stderr_fd = fd
                 if sandboxed:
                     with self._sandbox_lock:
-                        return self.sandbox().spawn(spec)
+                        return self.sandbox().spawn(spec, on_start)
                 return self.launcher.spawn(spec)
             except (SpawnError, SandboxSpawnError) as exc:
                 return SpawnError(f"failed to spawn agent: {exc}")
@@ -659,6 +664,7 @@ class SyscallHandlers:
             try:
                 adopt(proc)
             finally:
+                self.start_ended(agent.id)
                 self.launched()
 
         def adopt(proc: Any) -> None:

@@ -427,8 +427,10 @@ class Launcher:
             binds.append((spec.socket_path, True))
         return binds
 
-    def spawn(self, spec: SpawnSpec) -> AgentProcess:
-        """Start one agent; returns once it is running. Raises SpawnError naming what failed."""
+    def spawn(self, spec: SpawnSpec, on_start: Callable[[int], None] | None = None) -> AgentProcess:
+        """Start one agent; returns once it is running. Raises SpawnError naming what failed.
+        `on_start(pid)` is called (on this thread) with the pid of the agent's init as soon as the
+        zygote hands it the plan, before the agent runs; the spawn can still fail after it."""
         if self._closed:
             raise SpawnError("launcher is closed")
         if not isinstance(spec, SpawnSpec):
@@ -505,8 +507,13 @@ class Launcher:
         try:
             with self._spawn_lock:  # one request in flight: the next reply is ours
                 send(self._control, {"op": "spawn", "plan": plan}, [stdout, stderr])
-                self._pump(lambda: bool(self._replies), 30.0, "the spawn")
-                message, fds = self._replies.popleft()
+                while True:
+                    self._pump(lambda: bool(self._replies), 30.0, "the spawn")
+                    message, fds = self._replies.popleft()
+                    if message["op"] != "starting":
+                        break
+                    if on_start is not None:
+                        on_start(message["pid"])
         except (SpawnError, OSError) as exc:
             raise SpawnError(f"spawn of {spec.name!r}: {exc}") from exc
         if message["op"] == "error":

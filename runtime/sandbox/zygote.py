@@ -68,10 +68,12 @@ def read_status(
     sock: socket.socket | int,
     timeout: float = SPAWN_TIMEOUT,
     wake: tuple[int, Callable[[], None]] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Status lines from a child until every holder of its end has closed it (the agent is running).
     `wake` = (fd, handler): the handler runs whenever fd turns readable meanwhile (the zygote keeps
-    reaping other agents while one spawns, so their exits are never delayed by it)."""
+    reaping other agents while one spawns, so their exits are never delayed by it). `on_line` sees each
+    line as it arrives."""
     fd = sock if isinstance(sock, int) else sock.fileno()
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -90,7 +92,10 @@ def read_status(
             chunk = b""
         if not chunk:
             return lines
-        lines += chunk.decode(errors="replace").splitlines()
+        for line in chunk.decode(errors="replace").splitlines():
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
 
 
 @dataclass
@@ -322,6 +327,7 @@ class Zygote:
                 with contextlib.suppress(ProcessLookupError):
                     os.setpriority(os.PRIO_PROCESS, member, 0)
             send(slot.sock, plan, fds)
+            self.starting(pid)
         except OSError:
             slot.sock.close()
             with contextlib.suppress(ProcessLookupError):
@@ -348,7 +354,11 @@ class Zygote:
             os.close(status_w)
             os.close(stdio[0])
         self.setups.add(setup_pid)
-        lines = read_status(status_r, wake=(self.wake_r, self.wake))
+        def pid_line(line: str) -> None:
+            if line.startswith("pid "):
+                self.starting(int(line[4:]))
+
+        lines = read_status(status_r, wake=(self.wake_r, self.wake), on_line=pid_line)
         os.close(status_r)
         with contextlib.suppress(ChildProcessError):  # unless reap() got it meanwhile
             os.waitpid(setup_pid, 0)  # after this, init has been reparented to us
@@ -356,6 +366,12 @@ class Zygote:
         pid = next((int(line[4:]) for line in lines if line.startswith("pid ")), None)
         pidfd = os.pidfd_open(pid) if pid is not None else -1
         self._finish(plan, lines, pid, pidfd, group, applied, warm=False)
+
+    def starting(self, pid: int) -> None:
+        """Tell the launcher the pid of the init about to start the agent, before the agent runs: the
+        kernel can then name the agent's first connection at once instead of holding it until the spawn
+        is reported (its ancestry leads to this pid, which stays ours until we reap it)."""
+        send(self.control, {"op": "starting", "pid": pid})
 
     def _finish(
         self,

@@ -186,6 +186,42 @@ def test_every_agent_gets_its_spawn_id_even_when_it_connects_at_once(connect, ag
         assert _wait(lambda i=i: _registered(c, f"id:who{i}")) == spawn_id
 
 
+def test_a_sandboxed_agent_is_served_with_its_rights_before_its_spawn_is_answered(
+    connect, kernel, agent_dir, monkeypatch
+):
+    """The zygote names the agent's init before the agent runs, so the kernel serves the agent's first
+    calls at once (not after the SPAWN reply), and already with the rights SPAWN granted it."""
+    script = agent_dir / "early.py"
+    script.write_text(
+        "import json\nfrom clove_sdk import CloveClient\n"
+        "c = CloveClient(); c.connect(); c.echo('x')\n"
+        "print(json.dumps({'id': c.agent_id, 'rights': c.get_permissions()['permissions']}), flush=True)\n"
+    )
+    script.chmod(0o644)
+    log = agent_dir / "early.log"
+    launcher = kernel.sandbox()
+    real_spawn = launcher.spawn
+    served_before_reply: list[bool] = []
+
+    def spawn_then_wait(spec, on_start=None):
+        proc = real_spawn(spec, on_start)
+        deadline = time.monotonic() + 15.0  # the reply is held until the agent was served (or never)
+        while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        served_before_reply.append(bool(log.exists() and log.read_text().strip()))
+        return proc
+
+    monkeypatch.setattr(launcher, "spawn", spawn_then_wait)
+    c = connect()
+    reply = c.call(Op.SPAWN, {"script": str(script), "log": str(log), "level": "readonly"})
+    assert reply["success"], reply
+    assert reply["isolation"]["warm_slot"] or reply["isolation"]["namespaces"]["pid"]
+    assert served_before_reply == [True]
+    seen = json.loads(log.read_text().splitlines()[0])
+    assert seen["id"] == reply["id"]
+    assert seen["rights"]["can_write"] is False and seen["rights"]["can_spawn"] is False
+
+
 def _cgroup_dirs(rel: str) -> list[str]:
     from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS
 
@@ -216,3 +252,19 @@ def test_sandboxed_kill_and_crash_are_reported_only_once_everything_is_released(
     event = _wait(lambda: next(iter(c.call(Op.POLL_EVENTS, {"max": 10}).get("events", [])), None))
     assert event["data"]["exit_code"] == 3
     assert not os.path.exists(f"/proc/{r['pid']}") and _cgroup_dirs(rel) == []
+
+
+def test_rights_given_ahead_of_a_spawn_survive_a_reconnect_and_go_if_it_fails(tmp_path):
+    """An agent named before its SPAWN is answered may close and reopen its connection meanwhile: it keeps
+    the granted rights (not the default ones); a spawn that then fails takes them back."""
+    from clove_gym.runtime.permissions import Permissions
+
+    k = Kernel(socket_path=str(tmp_path / "k.sock"))
+    readonly = Permissions.for_level("readonly")
+    k.starting(4242, 7, readonly)
+    assert k._spawned_owner(4242) == 7
+    k.release(7)  # its first connection closed before the spawn was answered
+    assert k.perms(7) is readonly
+    k.start_ended(7)  # the spawn failed: no entry was registered
+    assert k._spawned_owner(4242) is None
+    assert k.perms(7) is not readonly and k.perms(7).can_write is True
