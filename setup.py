@@ -36,8 +36,14 @@ setup(
             "clove_gym.native._native",
             sources=sorted(glob("native/src/*.c")),
             include_dirs=["native/src"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                                "-Wno-missing-field-initializers"],
+            extra_compile_args=[
+                "-O2",
+                "-std=c11",
+                "-Wall",
+                "-Wextra",
+                "-Wno-unused-parameter",
+                "-Wno-missing-field-initializers",
+            ],
         )
     ],
 )

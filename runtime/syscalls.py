@@ -444,6 +444,7 @@ class SyscallHandlers:
         name = name or f"agent_{agent_id}"
         argv = child_argv(script, interpreter, self.socket_path)
         env = child_env(dict(os.environ), self.socket_path, agent_id, name)
+
         def on_start(pid: int) -> None:  # worker thread: the agent may connect from now on
             self.call_soon(lambda: self.starting(pid, agent_id, granted or Permissions()))
 

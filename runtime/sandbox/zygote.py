@@ -354,6 +354,7 @@ class Zygote:
             os.close(status_w)
             os.close(stdio[0])
         self.setups.add(setup_pid)
+
         def pid_line(line: str) -> None:
             if line.startswith("pid "):
                 self.starting(int(line[4:]))

@@ -392,7 +392,10 @@ def test_stop_after_failed_start_returns_at_once(tmp_path):
 
 def test_absurd_sizes_in_config_are_refused_not_crashed(connect):
     c = connect()
-    for op, payload in ((Op.SET_AUDIT_CONFIG, {"max_entries": 2**70}), (Op.RECORD_START, {"max_entries": 2**70})):
+    for op, payload in (
+        (Op.SET_AUDIT_CONFIG, {"max_entries": 2**70}),
+        (Op.RECORD_START, {"max_entries": 2**70}),
+    ):
         reply = c.call(op, payload)
         assert reply["success"] is False and "max_entries" in reply["error"]
     assert c.call(Op.RECV, {"max": 2**70})["success"] is True  # clamped, answered
