@@ -314,6 +314,7 @@ class Launcher:
             "cleanup_dirs": self._cleanup_dirs,
         }
         send(self._control, config)
+        self._slot_binds: list[tuple[str, bool]] = []
 
     @staticmethod
     def _probe_userns() -> bool:
@@ -506,6 +507,10 @@ class Launcher:
         stderr = spec.stderr_fd if spec.stderr_fd is not None else sys.stderr.fileno()
         try:
             with self._spawn_lock:  # one request in flight: the next reply is ours
+                if sandboxed and spec.socket_path and [(spec.socket_path, True)] != self._slot_binds:
+                    # slots prepared from now on bind this kernel socket ahead: one agent bind fewer
+                    self._slot_binds = [(spec.socket_path, True)]
+                    send(self._control, {"op": "slot_binds", "binds": self._slot_binds})
                 send(self._control, {"op": "spawn", "plan": plan}, [stdout, stderr])
                 while True:
                     self._pump(lambda: bool(self._replies), 30.0, "the spawn")

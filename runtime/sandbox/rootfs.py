@@ -77,8 +77,40 @@ def add_binds(newroot: str, binds: list[tuple[str, bool]]) -> None:
 def finish(newroot: str, binds: list[tuple[str, bool]]) -> None:
     """Add the agent's own binds, seal the root read-only and pivot into it: the host tree is gone."""
     add_binds(newroot, binds)
-    sc.mount(None, newroot, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV)
+    seal(newroot)
+    pivot(newroot)
+
+
+def seal(root: str) -> None:
+    """Make the root tmpfs read-only (its mount points are all made)."""
+    sc.mount(None, root, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV)
+
+
+def pivot(newroot: str) -> None:
+    """Make `newroot` the root of this mount namespace and drop the host tree. A warm slot does this
+    ahead of time: detaching the host tree waits for an RCU grace period, milliseconds on a busy VM."""
     os.chdir(newroot)
     sc.pivot_root(".", ".")  # stacks the old root on top of the new one ...
     sc.umount2(".", sc.MNT_DETACH)  # ... and detaches it
     os.chdir("/")
+
+
+def tree_attr(writable: bool) -> int:
+    """Mount attributes of an agent bind made with clone_tree (as bind() sets them)."""
+    return sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | (0 if writable else sc.MOUNT_ATTR_RDONLY)
+
+
+def attach(trees: list[tuple[int, str, bool, bool]]) -> None:
+    """In a pivoted root: attach detached trees (fd, target path, is a directory, replaces a bind made
+    ahead) made by the zygote with clone_tree from host paths this namespace cannot see, then seal the
+    root. A bind made ahead whose file was made anew on the host (a restarted kernel's socket) is taken
+    off first. A target that is a symlink in the root already (merged-/usr layouts) is left alone, as
+    add_binds() does."""
+    for fd, target, is_dir, replaces in trees:
+        if replaces:
+            sc.umount2(target, sc.MNT_DETACH)
+        if os.path.islink(target):
+            continue
+        _make_target(target, is_dir)
+        sc.move_tree(fd, target)
+    seal("/")

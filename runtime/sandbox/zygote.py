@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cgroups, child, seccomp_policy
+from . import cgroups, child, rootfs, seccomp_policy
 from . import syscalls as sc
 from .spec import Limits
 
@@ -103,6 +103,7 @@ class Slot:
     sock: socket.socket
     group: cgroups.Cgroup | None
     setup_pid: int
+    binds: frozenset[tuple[str, bool, tuple[int, int]]] = frozenset()  # made ahead: path, writable, inode
     init_pid: int | None = None
     ready: bool = False
 
@@ -113,6 +114,7 @@ class Zygote:
         self.inits: dict[int, cgroups.Cgroup | None] = {}  # agent init pid -> its cgroup
         self.slots: dict[int, Slot] = {}  # slot socket fd -> slot
         self.config: dict[str, Any] = {"pool_size": 0}
+        self.slot_binds: list[tuple[str, bool]] = []  # binds new slots make ahead (the kernel socket)
         self.slot_failures = 0
         self.doomed: list[cgroups.Cgroup] = []  # groups to remove once their zombies are reaped
         self.setups: set[int] = set()  # stage-1 processes (they exit once init is forked)
@@ -168,6 +170,11 @@ class Zygote:
                 try:
                     if message["op"] == "config":
                         self.config = message
+                    elif message["op"] == "slot_binds":
+                        self.slot_binds = [(path, writable) for path, writable in message["binds"]]
+                        for slot in list(self.slots.values()):  # made for another socket: make anew
+                            if {p for p, _, _ in slot.binds} - {p for p, _ in self.slot_binds}:
+                                self.drop_slot(slot, kill=True)
                     elif message["op"] == "spawn":
                         self.spawn(message["plan"], fds)
                 finally:
@@ -227,7 +234,9 @@ class Zygote:
                     self.slot_failed(f"cgroup: {exc}")
                     continue
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            slot_cfg = {**cfg, "cgroup_procs": group.procs_files if group else []}
+            ahead = {(path, writable, ino) for path, writable in self.slot_binds if (ino := _inode(path))}
+            binds = [(path, writable) for path, writable, _ino in ahead]
+            slot_cfg = {**cfg, "cgroup_procs": group.procs_files if group else [], "slot_binds": binds}
             pid = os.fork()
             if pid == 0:
                 ours.close()
@@ -239,7 +248,7 @@ class Zygote:
                 child.warm_slot(slot_cfg, theirs.fileno(), self.lifeline_r, self.seccomp)
             theirs.close()
             self.setups.add(pid)
-            self.slots[ours.fileno()] = Slot(ours, group, pid)
+            self.slots[ours.fileno()] = Slot(ours, group, pid, frozenset(ahead))
 
     def slot_message(self, slot: Slot) -> None:
         try:
@@ -282,10 +291,12 @@ class Zygote:
     def take_slot(self, plan: dict[str, Any]) -> Slot | None:
         if not plan["sandboxed"] or plan["network"] or plan["userns"]:
             return None  # slots are prepared for the common case only
-        if plan["mechanism"] != self.config.get("mechanism"):
+        if plan["mechanism"] != self.config.get("mechanism") or len(plan["binds"]) > child.MAX_TREES:
             return None
+        wanted = {source for source, _writable in plan["binds"]}
         for slot in self.slots.values():
-            if slot.ready and slot.init_pid is not None:
+            # a slot's binds made ahead must all be the agent's own: never another kernel's socket
+            if slot.ready and slot.init_pid is not None and {p for p, _, _ in slot.binds} <= wanted:
                 del self.slots[slot.sock.fileno()]
                 return slot
         return None
@@ -318,6 +329,7 @@ class Zygote:
         group, applied = slot.group, {}
         pid = slot.init_pid
         assert pid is not None
+        trees: list[int] = []
         try:
             if group is not None:
                 group.rename(plan["cgroup_rel"])
@@ -326,7 +338,16 @@ class Zygote:
             for member in slot_pids(pid, group):  # back to normal priority before it runs the agent
                 with contextlib.suppress(ProcessLookupError):
                     os.setpriority(os.PRIO_PROCESS, member, 0)
-            send(slot.sock, plan, fds)
+            # the slot no longer sees the host tree: its agent's binds travel as detached mount trees
+            targets = []
+            ahead = {path for path, _writable, _ino in slot.binds}
+            for source, writable in plan["binds"]:
+                if (source, writable, _inode(source)) in slot.binds:
+                    continue  # made ahead, and still the same file (a kernel socket made anew is not)
+                if os.path.lexists(source):  # as rootfs.add_binds: a vanished path is not bound
+                    trees.append(sc.clone_tree(source, rootfs.tree_attr(writable)))
+                    targets.append((source, os.path.isdir(source), source in ahead))
+            send(slot.sock, {**plan, "trees": targets}, [*fds, *trees])
             self.starting(pid)
         except OSError:
             slot.sock.close()
@@ -335,6 +356,9 @@ class Zygote:
             if group is not None:
                 group.remove()
             raise
+        finally:
+            for fd in trees:
+                os.close(fd)
         lines = read_status(slot.sock, wake=(self.wake_r, self.wake))
         slot.sock.close()
         self._finish(plan, lines, pid, pidfd, group, applied, warm=True)
@@ -432,6 +456,14 @@ class Zygote:
         for d in self.config.get("cleanup_dirs", []):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def slot_pids(init_pid: int, group: cgroups.Cgroup | None) -> list[int]:

@@ -456,7 +456,11 @@ print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "procs": sorted(p fo
                   "root": sorted(os.listdir("/")), "tmp": os.listdir("/tmp"), "cwd": os.getcwd(),
                   "ifs": [n for _, n in socket.if_nameindex()], "host": socket.gethostname(),
                   "seccomp": [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")],
-                  "groups": os.getgroups(), "uid_is_own": os.getuid() != 0}))
+                  "groups": os.getgroups(), "uid_is_own": os.getuid() != 0,
+                  "env": dict(os.environ), "core": __import__("resource").getrlimit(__import__("resource").RLIMIT_CORE),
+                  "handlers": [str(__import__("signal").getsignal(n)) for n in range(1, 32) if n not in (9, 19)],
+                  "mounts": sorted((l.split()[4], sorted(set(l.split()[5].split(",")) & {"ro", "rw", "nosuid", "nodev", "noexec"}))
+                                   for l in open("/proc/self/mountinfo"))}))
 """
 
 
@@ -485,6 +489,90 @@ def test_warm_slot_and_cold_path_give_the_same_sandbox(runner) -> None:
     assert warm_view == cold_view
 
 
+def test_a_warm_slot_reaches_a_kernel_socket_made_anew_at_the_same_path(runner, tmp_path) -> None:
+    """Slots bind the kernel socket ahead of time; a socket made anew at that path (a restarted kernel) is
+    another file, so an agent of an older slot must get the new one bound, not the stale one."""
+    path = str(tmp_path / "kernel.sock")
+    script = runner.script(
+        "import socket, sys\ns = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'hi')\n"
+    )
+
+    def serve() -> socket.socket:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen()
+        srv.settimeout(10)
+        return srv
+
+    with Launcher(root_cgroup_name="clove-gym-test", pool_size=1) as launcher:
+        srv = serve()
+        warm = []
+        for i in range(40):  # the first spawn tells the zygote the socket; later slots bind it ahead
+            spec = SpawnSpec(i + 1, f"s{i}", [sys.executable, script, path], {}, None, socket_path=path)
+            agent = launcher.spawn(spec)
+            assert agent.wait(10) == 0
+            srv.accept()[0].close()
+            warm.append(agent.isolation["warm_slot"])
+            if sum(warm[1:]) >= 1:
+                break
+            time.sleep(0.2)
+        assert any(warm[1:]), "no warm slot with the socket bound ahead became ready"
+        srv.close()
+        time.sleep(0.3)  # a slot is ready again, made while the old socket existed
+        srv = serve()
+        spec = SpawnSpec(99, "anew", [sys.executable, script, path], {}, None, socket_path=path)
+        agent = launcher.spawn(spec)
+        assert agent.isolation["warm_slot"]
+        assert agent.wait(10) == 0
+        conn, _ = srv.accept()
+        assert conn.recv(10) == b"hi"
+        conn.close()
+        srv.close()
+
+
+def test_an_agent_never_sees_the_socket_another_kernel_bound_ahead(runner, tmp_path) -> None:
+    """A launcher whose spawns switch to another kernel socket must not hand out a slot that bound the
+    first one ahead: that socket would be visible (and reachable) in the agent's sandbox."""
+    first, second = tmp_path / "a" / "kernel.sock", tmp_path / "b" / "kernel.sock"
+    servers = []
+    for path in (first, second):
+        path.parent.mkdir(mode=0o755)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(path))
+        srv.listen(64)
+        servers.append(srv)
+    script = runner.script(
+        "import os, sys\nprint(os.path.exists(sys.argv[1]), os.path.exists(sys.argv[2]))\n"
+    )
+
+    def spawn(agent_id: int, sock: str) -> tuple[str, bool]:
+        r, w = os.pipe()
+        argv = [sys.executable, script, str(first), str(second)]
+        spec = SpawnSpec(agent_id, f"v{agent_id}", argv, {}, None, socket_path=sock, stdout_fd=w)
+        agent = launcher.spawn(spec)
+        os.close(w)
+        assert agent.wait(10) == 0
+        out = os.read(r, 100).decode().strip()
+        os.close(r)
+        return out, agent.isolation["warm_slot"]
+
+    with Launcher(root_cgroup_name="clove-gym-test", pool_size=2) as launcher:
+        for i in range(30):  # until a slot made with the first socket ahead has served
+            seen, warm = spawn(i + 1, str(first))
+            assert seen == "True False"
+            if warm and i:
+                break
+            time.sleep(0.2)
+        assert warm, "no warm slot became ready"
+        time.sleep(0.5)  # slots with the first socket ahead are ready again
+        for i in range(5):
+            assert spawn(100 + i, str(second))[0] == "False True"
+    for srv in servers:
+        srv.close()
+
+
 def _warm_slot_pids(root: str) -> list[int]:
     """Pids in the launcher's warm-slot cgroups (freezer hierarchy)."""
     pids: list[int] = []
@@ -511,6 +599,8 @@ def test_warm_slots_wait_at_low_priority_and_agents_run_at_normal(runner) -> Non
             waiting = _warm_slot_pids(root)
         assert len(waiting) == 2, f"no warm slot (init + waiting agent) within 10 s: {waiting}"
         assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in waiting] == [SLOT_NICE] * 2
+        # the slot pivoted into its own root ahead of time: no host tree left to detach on a spawn
+        assert all(os.stat(f"/proc/{pid}/root/").st_dev != os.stat("/").st_dev for pid in waiting)
         for attempt in range(20):  # a slot still finishing its filesystem is skipped: try the next
             out_r, out_w = os.pipe()
             spec = SpawnSpec(
