@@ -71,11 +71,11 @@ class Params:
                 v=8,
             )
             if quick
-            else dict(
-                spawn_n=60,
+            else dict(  # 100 samples: a p99 is then the 2nd largest, not the single worst one
+                spawn_n=100,
                 pace_s=0.05,
                 rate_s=5.0,
-                kill_n=40,
+                kill_n=100,
                 noop_reps=5,
                 noop_rounds=10000,
                 c=200,

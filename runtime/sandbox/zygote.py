@@ -2,8 +2,9 @@
 
 Forking this warm process costs ~1 ms where a cold interpreter costs ~40 ms, and it keeps fork() out
 of the (possibly threaded) kernel process. It also keeps a small pool of *warm slots*: processes that
-already sit in their own cgroup and namespaces with the shared part of the filesystem mounted, so a
-spawn only renames the cgroup, writes the limits and hands the slot its plan; slots prepare and wait
+already sit in their own cgroup and namespaces, pivoted into their root with the shared part of the
+filesystem (and the kernel socket) mounted, so a spawn only renames the cgroup, writes the limits and
+hands the slot its plan and the agent's other binds as detached mount trees; slots prepare and wait
 at nice 10, so the pool refills mostly on spare CPU. It is a child subreaper, so every agent's init
 lands here: the zygote reaps them (also while a spawn is in flight), removes the cgroup, and only then
 reports the exit, so an exit report means everything is released. It hands the launcher a pidfd opened
