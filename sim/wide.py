@@ -54,14 +54,14 @@ class WideParams:
         if self.width not in WIDTHS:
             raise ParamsError(f"width={self.width}: must be in [{WIDTHS.start}, {WIDTHS.stop - 1}]")
         why = "the wide scheduler supports unit turns only (round robin, one grant per visit; SPEC.md §8)"
-        if p.quantum != 1:
-            raise ParamsError(f"quantum={p.quantum}: must be 1: {why}")
-        if any(w != 1 for w in p.weights):
-            raise ParamsError(f"weights={list(p.weights)}: must all be 1: {why}")
         if p.max_cost != 1:
             raise ParamsError(f"max_cost={p.max_cost}: must be 1: {why}")
         if p.bucket_rate != 0:
             raise ParamsError(f"bucket_rate={p.bucket_rate}: must be 0 (no quota): {why}")
+        if p.quantum != 1:
+            raise ParamsError(f"quantum={p.quantum}: must be 1: {why}")
+        if any(w != 1 for w in p.weights):
+            raise ParamsError(f"weights={list(p.weights)}: must all be 1: {why}")
         return self
 
 
