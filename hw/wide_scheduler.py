@@ -15,20 +15,13 @@ new policy: tests compare every lane with K steps of the sequential golden model
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Signal, Value
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from clove_gym.sim.wide import WideParams
 
 from .scheduler import encode
-from .wide_select import select_lanes
-
-
-def popcount(bits: list[Value]) -> Value:
-    """Number of set bits (an adder tree; the operands are a few bits wide)."""
-    while len(bits) > 1:
-        bits = [a + b for a, b in zip(bits[::2], bits[1::2], strict=False)] + bits[len(bits) & ~1 :]
-    return bits[0]
+from .wide_select import popcount, segment_ranks, select_lanes, thermometer_value
 
 
 class WideScheduler(wiring.Component):
@@ -51,6 +44,42 @@ class WideScheduler(wiring.Component):
             }
         )
 
+    def _ranked(
+        self,
+        m: Module,
+        segs: list[Value],
+        over: list[Signal],
+        ge: Signal,
+        valid: list[Signal],
+        taken_pos: Signal,
+        last_pos: Signal,
+    ) -> list[Signal]:
+        """`rank` structure: every bit's rank at once; lanes, taken and last bits compare it."""
+        n, k = self.p.agents, self.p.width
+        # set bits of agent i in segments < j: min(count_i, j) if i is at/after s, else min(count_i, j - 1)
+        before = [[Const(0, 1)] * n]
+        for j in range(1, k + 2):
+            row = []
+            for i in range(n):
+                at = thermometer_value([over[level][i] for level in range(min(j, k))])
+                lt = thermometer_value([over[level][i] for level in range(min(j - 1, k))])
+                row.append(Mux(ge[i], at, lt))
+            before.append(row)
+        ranks, total = segment_ranks(m, segs, before, n)
+        lanes = [Signal(n * (k + 1), name=f"lane{x}") for x in range(k)]
+        taken, last = [], []
+        for j, row in enumerate(ranks):
+            for i, r in enumerate(row):
+                bit = segs[j][i]
+                for x in range(k):
+                    m.d.comb += lanes[x][j * n + i].eq(bit & (r == x))
+                t = bit & (r < self.take)
+                taken.append(t)
+                last.append(t & ((r + 1 == self.take) | (r + 1 == total)))
+        m.d.comb += [taken_pos.eq(Cat(taken)), last_pos.eq(Cat(last))]
+        m.d.comb += [valid[x].eq(total > x) for x in range(k)]
+        return lanes
+
     def elaborate(self, platform: object) -> Module:
         m = Module()
         n, k, depth = self.p.agents, self.p.width, self.p.depth
@@ -63,30 +92,35 @@ class WideScheduler(wiring.Component):
         )
         word = Signal(n * (k + 1))
         m.d.comb += word.eq(Cat(segs))
-        lanes = select_lanes(m, word, len(word), k, self.structure)
+        taken_pos, last_pos = Signal(len(word)), Signal(len(word))
+        valid = [Signal(name=f"valid{x}") for x in range(k)]
+        if self.structure == "rank":
+            lanes = self._ranked(m, segs, over, ge, valid, taken_pos, last_pos)
+        else:
+            lanes = select_lanes(m, word, len(word), k, self.structure)
+            for x, lane in enumerate(lanes):
+                m.d.comb += valid[x].eq(lane.any())
+            # taken lanes: the first `take` valid ones; the last of them sets the new ring start
+            is_taken = [valid[x] & (self.take > x) for x in range(k)]
+            is_last = [
+                is_taken[x] & ((self.take == x + 1) | (~valid[x + 1] if x + 1 < k else 1)) for x in range(k)
+            ]
+            m.d.comb += [
+                taken_pos.eq(
+                    Cat(Cat(lanes[x][p] & is_taken[x] for x in range(k)).any() for p in range(len(word)))
+                ),
+                last_pos.eq(
+                    Cat(Cat(lanes[x][p] & is_last[x] for x in range(k)).any() for p in range(len(word)))
+                ),
+            ]
 
         # lane outputs: fold the segments onto the agents, then encode
-        valid = []
         for lane_no, lane in enumerate(lanes):
             onehot = Signal(n, name=f"onehot{lane_no}")
             m.d.comb += onehot.eq(Cat(Cat(lane[j * n + i] for j in range(k + 1)).any() for i in range(n)))
-            v = Signal(name=f"valid{lane_no}")
-            m.d.comb += [v.eq(onehot.any()), self.grant[lane_no].eq(encode(m, onehot, n))]
-            valid.append(v)
+            m.d.comb += self.grant[lane_no].eq(encode(m, onehot, n))
         m.d.comb += [self.valid.eq(Cat(valid)), self.busy.eq(over[0].any())]
 
-        # taken lanes: the first `take` valid ones; the last of them sets the new ring start
-        taken_pos, last_pos = Signal(len(word)), Signal(len(word))
-        is_taken = [valid[x] & (self.take > x) for x in range(k)]
-        is_last = [
-            is_taken[x] & ((self.take == x + 1) | (~valid[x + 1] if x + 1 < k else 1)) for x in range(k)
-        ]
-        m.d.comb += [
-            taken_pos.eq(
-                Cat(Cat(lanes[x][p] & is_taken[x] for x in range(k)).any() for p in range(len(word)))
-            ),
-            last_pos.eq(Cat(Cat(lanes[x][p] & is_last[x] for x in range(k)).any() for p in range(len(word)))),
-        ]
         last_agent = Signal(n)
         m.d.comb += last_agent.eq(Cat(Cat(last_pos[j * n + i] for j in range(k + 1)).any() for i in range(n)))
         with m.If(last_agent.any()):

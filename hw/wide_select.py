@@ -8,13 +8,55 @@ one is faster depends on the FPGA (SPEC.md §8 records the measurement):
   wavefront instead of adding up.
 * `prefix`: the rank of every bit (set bits below it, saturated at K) as thermometer codes combined
   in a parallel-prefix tree of AND/OR logic (no carry chains); lane k is the set bit of rank k.
+* `rank` (`segment_ranks`): uses the word's structure. It is K + 1 segments of N bits, and bit i of
+  the segments, read downwards, is agent i's queue count as a thermometer; so the set bits before
+  segment j are a sum of N small numbers read off the registers (no prefix over the word), and the
+  rank of bit (j, i) is that sum plus the set bits below i in segment j alone.
 """
 
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Signal, Value
 
-STRUCTURES = ("chain", "prefix")
+STRUCTURES = ("chain", "prefix", "rank")
+
+
+def thermometer_value(bits: list[Value]) -> Value:
+    """Binary value of a thermometer code (bits[v] = value > v): AND/OR logic, no adder."""
+    if not bits:
+        return Const(0, 1)
+    width = len(bits).bit_length()
+    edges = [bits[v - 1] & (~bits[v] if v < len(bits) else 1) for v in range(1, len(bits) + 1)]
+    return Cat(Cat(edges[v - 1] for v in range(1, len(bits) + 1) if v >> b & 1).any() for b in range(width))
+
+
+def popcount(bits: list[Value]) -> Value:
+    """Number of set bits (an adder tree; the operands are a few bits wide)."""
+    bits = list(bits) or [Const(0, 1)]
+    while len(bits) > 1:
+        bits = [a + b for a, b in zip(bits[::2], bits[1::2], strict=False)] + bits[len(bits) & ~1 :]
+    return bits[0]
+
+
+def segment_ranks(
+    m: Module, segs: list[Value], before: list[list[Value]], n: int
+) -> tuple[list[list[Signal]], Signal]:
+    """rank[j][i] = set bits before bit i of segment j; and the total. `before[j][i]` is the number of
+    set bits of column i in segments < j (j = 0 .. len(segs)): the caller reads it off its registers."""
+    starts = []
+    for j in range(len(segs) + 1):
+        start = Signal(range(n * len(segs) + 1), name=f"seg{j}_start")
+        m.d.comb += start.eq(popcount(before[j]))
+        starts.append(start)
+    ranks = []
+    for j, seg in enumerate(segs):
+        row = []
+        for i in range(n):
+            r = Signal(range(n * len(segs) + 1), name=f"rank{j}_{i}")
+            m.d.comb += r.eq(starts[j] + popcount([seg[x] for x in range(i)]))
+            row.append(r)
+        ranks.append(row)
+    return ranks, starts[-1]
 
 
 def select_lanes(m: Module, word: Value, width: int, lanes: int, structure: str) -> list[Signal]:
@@ -23,6 +65,8 @@ def select_lanes(m: Module, word: Value, width: int, lanes: int, structure: str)
         return _chain(m, word, width, lanes)
     if structure == "prefix":
         return _prefix(m, word, width, lanes)
+    if structure == "rank":
+        raise ValueError("structure 'rank' needs the segment counts: use segment_ranks")
     raise ValueError(f"structure {structure!r}: expected one of {STRUCTURES}")
 
 
