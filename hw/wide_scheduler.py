@@ -141,9 +141,12 @@ class WideScheduler(wiring.Component):
                 ge[i].bool() & taken_pos[r * n + i] | ~ge[i] & taken_pos[(r + 1) * n + i] for r in range(k)
             ]
             accepted = [self.enq[x].valid & self.enq[x].ready & (agent_of[x] == i) for x in range(k)]
-            nxt = Signal(range(depth + 1), name=f"count{i}_next")
-            m.d.comb += nxt.eq(count[i] + popcount(accepted) - popcount(rounds))
-            m.d.sync += count[i].eq(nxt)
+            grown = Signal(range(depth + k + 1), name=f"count{i}_grown")  # count + accepted: no grant in it
+            m.d.comb += grown.eq(count[i] + popcount(accepted))
+            m.d.sync += count[i].eq(grown - popcount(rounds))
+            # over_l' = grown - taken > l: with v = grown - l, taken < v is "not rounds[v - 1]", so the
+            # compare is done on `grown` before the decision is known and the taken rounds only select
             for level in range(k):
-                m.d.sync += over[level][i].eq(nxt > level)
+                keep = [(grown == level + v) & ~rounds[v - 1] for v in range(1, k + 1)]
+                m.d.sync += over[level][i].eq((grown > level + k) | Cat(keep).any())
         return m
