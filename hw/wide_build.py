@@ -37,11 +37,11 @@ def wide_digest() -> str:
 
 
 def wide_estimate(p: WideParams) -> int:
-    """Logic cells: the segment word is (K + 1) x N bits and each of the K lanes spans it, plus per
-    agent a count and K threshold bits with their update (calibrated on the ECP5 builds, see README)."""
+    """Logic cells: each of the K lanes compares every bit of the (K + 1) x N segment word, plus per agent
+    its count, thresholds and ports, and the generators/checksum of the top. Fitted to the ECP5 builds
+    at 8 agents (K=4: 3271, K=8: 7820 TRELLIS_COMB); other agent counts are extrapolated."""
     n, k = p.agents, p.width
-    word = (k + 1) * n
-    return int(3 * k * word + n * (6 * k + 4 * p.depth.bit_length()) + 60 * k + 300)
+    return 11 * k * (k + 1) * n + 190 * n
 
 
 def wide_fit_check(p: WideParams, board: Board) -> int:

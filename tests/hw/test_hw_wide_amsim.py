@@ -9,7 +9,7 @@ from clove_gym.hw.wide_scheduler import WideScheduler
 from clove_gym.hw.wide_select import STRUCTURES
 from clove_gym.hw.wide_top import WideCore
 from clove_gym.sim import wide
-from clove_gym.sim.params import HwParams, ParamsError
+from clove_gym.sim.params import HwParams
 from clove_gym.sim.wide import WideIn, WideOut, WideParams
 from clove_gym.sim.wide_stimulus import WIDE_PROFILES, wide_cycles
 
@@ -98,8 +98,3 @@ def test_board_core_elaborates_for_every_width() -> None:
         sim.add_testbench(bench)
         sim.run()
         assert len(seen) > 1  # the checksum moves: the scheduler's grants reach the pins
-
-
-def test_wide_rtl_refuses_non_unit_params_before_elaboration() -> None:
-    with pytest.raises(ParamsError, match="quantum=2"):
-        WideScheduler(WideParams(HwParams(quantum=2), 4))
