@@ -28,9 +28,10 @@ class WideScheduler(wiring.Component):
     """`enq[k]` (k < K) offers an agent; `valid`/`grant` show up to K lanes, the consumer takes `take`.
 
     `valid` is a thermometer (lane k valid only if lanes < k are); the first `take` valid lanes are
-    dispatched at the edge. `structure` picks the lane selection (both give the same lanes)."""
+    dispatched at the edge. `structure` picks the lane selection (all three give the same lanes; `rank`
+    is the fastest measured, SPEC.md §8)."""
 
-    def __init__(self, params: WideParams, structure: str = "chain") -> None:
+    def __init__(self, params: WideParams, structure: str = "rank") -> None:
         self.p = params.validate()
         self.structure = structure
         k, ab = params.width, params.base.agent_bits
