@@ -51,6 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--placer", choices=["heap", "sa"], help="nextpnr placer (default sa on iCE40, heap on ECP5)"
     )
+    p.add_argument(
+        "--width",
+        type=int,
+        help="build the K-wide scheduler (K decisions per cycle, unit turns only) instead",
+    )
+    p.add_argument(
+        "--structure", choices=["chain", "prefix", "rank"], help="lane selection of --width (default rank)"
+    )
     p.add_argument("--out", type=Path, default=OUT)
     p.set_defaults(func=_build)
 
@@ -156,6 +164,8 @@ def _build(args: argparse.Namespace) -> int:
     from .replayer import rom_entries
     from .toolchain import ToolchainError
 
+    if args.width is not None:
+        return _build_wide(args)
     try:
         params = _params(args.params, args.agents, args.mbox_depth)
         if args.trace:
@@ -172,6 +182,33 @@ def _build(args: argparse.Namespace) -> int:
         print(
             f"{args.board}: {clock}: Fmax {f['mhz']:.2f} MHz (constraint {f['constraint_mhz']:.0f} MHz, seed {args.seed})"
         )
+    print(
+        f"{args.board}: logic {report['logic_used']} ({report['logic_percent']}%), {report['build_seconds']} s"
+    )
+    print(f"bitstream {report['bitstream']}\nreport {path}")
+    return 0
+
+
+def _build_wide(args: argparse.Namespace) -> int:
+    from clove_gym.sim.params import ParamsError, write_atomic
+    from clove_gym.sim.wide import WideParams
+
+    from .toolchain import ToolchainError
+    from .wide_build import STRUCTURE, wide_build
+
+    if args.trace:
+        return _fail("--trace: the wide build is fed by on-chip generators, not a replay ROM")
+    try:
+        params = WideParams(_params(args.params, args.agents, args.mbox_depth), args.width).validate()
+        report = wide_build(args.board, params, seed=args.seed, target_mhz=args.target_mhz, placer=args.placer,
+                            structure=args.structure or STRUCTURE)  # fmt: skip
+    except (ParamsError, ToolchainError) as e:
+        return _fail(str(e))
+    name = f"build-{args.board}-{params.agents}-wide{params.width}-seed{args.seed}.json"
+    path = write_atomic(args.out / name, json.dumps(report, indent=2))
+    for clock, f in report["fmax"].items():
+        print(f"{args.board} width {params.width}: {clock}: Fmax {f['mhz']:.2f} MHz"
+              f" (constraint {f['constraint_mhz']:.0f} MHz, seed {args.seed})")  # fmt: skip
     print(
         f"{args.board}: logic {report['logic_used']} ({report['logic_percent']}%), {report['build_seconds']} s"
     )

@@ -2,18 +2,60 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
 from clove_gym.sim.params import HwParams
+from clove_gym.sim.wide import WideParams
 
-from .toolchain import ToolchainError
+from .toolchain import ToolchainError, verilog
 from .verilate import BUILD, core_verilog, verilator_env
 
 
 def run_cocotb(params: HwParams, segments: list[dict], resets: list[int] = (), build: Path = BUILD) -> dict:
     """Build (cached) and run the scoreboard; returns its result dict (mismatches, coverage, cycles/s)."""
+    segments = [dict(s, path=str(Path(s["path"]).resolve())) if "path" in s else s for s in segments]
+    src = core_verilog(params, build)
+    plan = {"params": json.loads(params.to_json())["params"], "segments": segments, "resets": list(resets)}
+    return _run(src, "core", "clove_gym.hw.cocotb_core", plan)
+
+
+def wide_verilog(params: WideParams, structure: str, build: Path = BUILD) -> Path:
+    """wide.v for these parameters (top module `wide`, ports named as the component's members)."""
+    from .wide_scheduler import WideScheduler
+
+    text = verilog(WideScheduler(params, structure), "wide")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = build / f"wide-{digest}" / "wide.v"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
+def run_cocotb_wide(
+    params: WideParams, structure: str, segments: list[dict], resets: list[int] = (), build: Path = BUILD
+) -> dict:
+    """The K-wide scheduler's generated Verilog on Verilator against sim/wide.py (hw/cocotb_wide.py).
+    `segments`: {"profile", "seed", "cycles"} of sim/wide_stimulus.py."""
+    src = wide_verilog(params, structure, build)
+    plan = {
+        "params": json.loads(params.base.to_json())["params"],
+        "width": params.width,
+        "segments": segments,
+        "resets": list(resets),
+    }
+    # one C++ file: with several, make -j races on Verilator's precompiled header (`Vtop__pch.h.fast:
+    # linker input file not found`)
+    return _run(src, "wide", "clove_gym.hw.cocotb_wide", plan, ["--output-split", "0"])
+
+
+def _run(src: Path, top: str, test_module: str, plan: dict, extra_args: list[str] = ()) -> dict:
+    """Build `src` with Verilator (cached in its folder) and run `test_module` on it with `plan`."""
     try:
         from cocotb_tools.check_results import get_results
         from cocotb_tools.runner import get_runner
@@ -22,8 +64,6 @@ def run_cocotb(params: HwParams, segments: list[dict], resets: list[int] = (), b
             "cocotb not found (install the PyPI package cocotb>=2: pip install 'cocotb>=2')"
         ) from None
     # the simulator runs in the build directory: trace paths must not be relative to the caller's cwd
-    segments = [dict(s, path=str(Path(s["path"]).resolve())) if "path" in s else s for s in segments]
-    src = core_verilog(params, build)
     sim_dir = src.parent / "cocotb"
     out = sim_dir / f"result-{os.getpid()}.json"
     env = verilator_env()
@@ -31,16 +71,13 @@ def run_cocotb(params: HwParams, segments: list[dict], resets: list[int] = (), b
     os.environ.update(PATH=env["PATH"], VERILATOR_ROOT=env["VERILATOR_ROOT"])
     try:
         runner = get_runner("verilator")
-        runner.build(sources=[src], hdl_toplevel="core", build_dir=sim_dir, build_args=["-Wno-fatal", "-O2"])
-        plan = {
-            "params": json.loads(params.to_json())["params"],
-            "segments": segments,
-            "resets": list(resets),
-            "out": str(out),
-        }
+        runner.build(
+            sources=[src], hdl_toplevel=top, build_dir=sim_dir, build_args=["-Wno-fatal", "-O2", *extra_args]
+        )
+        plan = dict(plan, out=str(out))
         xml = runner.test(
-            test_module="clove_gym.hw.cocotb_core",
-            hdl_toplevel="core",
+            test_module=test_module,
+            hdl_toplevel=top,
             build_dir=sim_dir,
             test_dir=sim_dir,
             extra_env={"CLOVE_COCOTB_PLAN": json.dumps(plan)},
