@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ from clove_gym.sim.params import HwParams
 from clove_gym.sim.wide import WideParams
 
 from .toolchain import ToolchainError, verilog
-from .verilate import BUILD, core_verilog, verilator_env
+from .verilate import BUILD, cached_verilog, core_verilog, verilator_env
 
 
 def run_cocotb(params: HwParams, segments: list[dict], resets: list[int] = (), build: Path = BUILD) -> dict:
@@ -26,15 +25,7 @@ def wide_verilog(params: WideParams, structure: str, build: Path = BUILD) -> Pat
     """wide.v for these parameters (top module `wide`, ports named as the component's members)."""
     from .wide_scheduler import WideScheduler
 
-    text = verilog(WideScheduler(params, structure), "wide")
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    path = build / f"wide-{digest}" / "wide.v"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return path
+    return cached_verilog(verilog(WideScheduler(params, structure), "wide"), "wide", build)
 
 
 def run_cocotb_wide(

@@ -49,9 +49,14 @@ class ReplayMismatch(RuntimeError):
 
 def core_verilog(params: HwParams, build: Path = BUILD) -> Path:
     """core.v for these parameters (top module `core`, ports as hw/ports.py names them)."""
-    text = verilog(Core(params), "core")
+    return cached_verilog(verilog(Core(params), "core"), "core", build)
+
+
+def cached_verilog(text: str, name: str, build: Path = BUILD) -> Path:
+    """<build>/<name>-<digest of text>/<name>.v, written atomically once: a build dir per distinct
+    design, so Verilator's caches under it stay valid."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    path = build / f"core-{digest}" / "core.v"
+    path = build / f"{name}-{digest}" / f"{name}.v"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
