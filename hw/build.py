@@ -182,13 +182,7 @@ def build(
             raise ToolchainError(
                 f"{board_name}: synthesis or place-and-route failed: {_log_errors(out)}"
             ) from None
-    seconds = time.perf_counter() - t0
-    pnr = parse_nextpnr((out / "clove.tim").read_text())
-    bitstream = next(p for p in (out / "clove.bin", out / "clove.bit") if p.exists())
-    cells = pnr["utilisation"].get(board.logic_kind, {})
-    report = {
-        "board": board_name,
-        "device": board.device,
+    built = {
         "params": json.loads(params.to_json())["params"],
         "rom_entries": len(rom),
         "seed": seed,
@@ -197,6 +191,20 @@ def build(
         "board_clock_mhz": board_hz / 1e6,
         "constraint_mhz": target,
         "estimate": est,
+    }
+    return write_report(board, out, time.perf_counter() - t0, built)
+
+
+def write_report(board: Board, out: Path, seconds: float, built: dict) -> dict:
+    """report.json of a finished build in `out`: what was built (`built`), then the bitstream, the
+    logic use and the Fmax per clock that nextpnr reported."""
+    pnr = parse_nextpnr((out / "clove.tim").read_text())
+    bitstream = next(p for p in (out / "clove.bin", out / "clove.bit") if p.exists())
+    cells = pnr["utilisation"].get(board.logic_kind, {})
+    report = {
+        "board": board.name,
+        "device": board.device,
+        **built,
         "build_seconds": round(seconds, 1),
         "bitstream": str(bitstream),
         "logic_used": cells.get("used"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from clove_gym.sim.params import ParamsError
 from clove_gym.sim.wide import WideParams
 
-from .build import BOARDS, Board, _log_errors, parse_nextpnr
+from .build import BOARDS, Board, _log_errors, write_report
 from .toolchain import ToolchainError, export_tools
 from .verilate import BUILD
 from .wide_select import STRUCTURES
@@ -94,13 +94,7 @@ def wide_build(
         raise ToolchainError(
             f"{board_name}: synthesis or place-and-route failed: {_log_errors(out)}"
         ) from None
-    seconds = time.perf_counter() - t0
-    pnr = parse_nextpnr((out / "clove.tim").read_text())
-    bitstream = next(p for p in (out / "clove.bin", out / "clove.bit") if p.exists())
-    cells = pnr["utilisation"].get(board.logic_kind, {})
-    report = {
-        "board": board_name,
-        "device": board.device,
+    built = {
         "width": params.width,
         "structure": structure,
         "params": json.loads(params.base.to_json())["params"],
@@ -110,11 +104,5 @@ def wide_build(
         "board_clock_mhz": board_hz / 1e6,
         "constraint_mhz": target,
         "estimate": {"logic": est},
-        "build_seconds": round(seconds, 1),
-        "bitstream": str(bitstream),
-        "logic_used": cells.get("used"),
-        "logic_percent": cells.get("percent"),
-        **pnr,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    return report
+    return write_report(board, out, time.perf_counter() - t0, built)
