@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cocotb
 from clove_gym.hw.ports import INPUTS, pack, unpack
+from clove_gym.hw.scoreboard import finish
 from clove_gym.sim import model
 from clove_gym.sim.coverage import Coverage
 from clove_gym.sim.params import HwParams
@@ -76,18 +77,16 @@ async def scoreboard(dut) -> None:
             await FallingEdge(dut.clk)
             t += 1
         per_segment[name] = t - start
-    seconds = time.perf_counter() - t0
     s = ref.stats
-    result = {
-        "cycles": t,
-        "seconds": seconds,
-        "cycles_per_s": t / seconds,
-        "mismatches": mismatches,
-        "first_mismatch": first,
-        "segments": per_segment,
-        "decisions": s.decisions,
-        "max_latency": max(s.latencies, default=0),
-        "coverage": cov.report(),
-    }
-    Path(plan["out"]).write_text(json.dumps(result, indent=2))
-    assert mismatches == 0, f"{mismatches} cycles differ from the golden model; first: {first}"
+    finish(
+        plan,
+        t,
+        t0,
+        mismatches,
+        first,
+        "the golden model",
+        segments=per_segment,
+        decisions=s.decisions,
+        max_latency=max(s.latencies, default=0),
+        coverage=cov.report(),
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import cocotb
+from clove_gym.hw.scoreboard import finish
 from clove_gym.sim.params import HwParams
 from clove_gym.sim.wide import WideOut, WideParams, WideScheduler
 from clove_gym.sim.wide_stimulus import wide_cycles
@@ -61,15 +61,13 @@ async def wide_scoreboard(dut) -> None:
             lanes += len(want.grants)
             await FallingEdge(dut.clk)
             t += 1
-    seconds = time.perf_counter() - t0
-    result = {
-        "cycles": t,
-        "seconds": seconds,
-        "cycles_per_s": t / seconds,
-        "mismatches": mismatches,
-        "first_mismatch": first,
-        "lanes_shown": lanes,
-        "decisions": ref.stats.decisions,
-    }
-    Path(plan["out"]).write_text(json.dumps(result, indent=2))
-    assert mismatches == 0, f"{mismatches} cycles differ from the wide golden model; first: {first}"
+    finish(
+        plan,
+        t,
+        t0,
+        mismatches,
+        first,
+        "the wide golden model",
+        lanes_shown=lanes,
+        decisions=ref.stats.decisions,
+    )
