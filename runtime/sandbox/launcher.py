@@ -58,10 +58,24 @@ def _python_roots() -> list[str]:
 def _minimal(paths: list[str]) -> list[str]:
     """Drop paths already covered by a listed ancestor (a nested bind would be redundant)."""
     out: list[str] = []
+    kept: set[str] = set()
     for p in sorted({os.path.normpath(p) for p in paths}):
-        if not any(p == q or p.startswith(q.rstrip("/") + "/") for q in out):
+        if not _covered(p, kept):
             out.append(p)
+            kept.add(p)
     return out
+
+
+def _covered(path: str, kept: set[str]) -> bool:
+    """`path` or one of its ancestors is in `kept` (a lookup per path component, not per kept path)."""
+    if path in kept or "/" in kept:
+        return True
+    cut = path.find("/", 1)
+    while cut != -1:
+        if path[:cut] in kept:
+            return True
+        cut = path.find("/", cut + 1)
+    return False
 
 
 class AgentProcess:
@@ -296,6 +310,7 @@ class Launcher:
         self._base_binds = [
             (p, False) for p in _minimal([p for p in (*_SYSTEM_DIRS, *_python_roots()) if os.path.lexists(p)])
         ]
+        self._base_set = {p for p, _ in self._base_binds}
         root_rel = f"{self._root_name}/{self._tag}"
         if mechanism == "cgroup1":
             tag_dirs = [os.path.join(cgroups.CGROUP_ROOT, c, root_rel) for c in cgroups.V1_CONTROLLERS]
@@ -416,12 +431,10 @@ class Launcher:
             extra.append(os.path.dirname(os.path.abspath(spec.argv[1])))
         if spec.cwd:
             extra.append(spec.cwd)
-        base = [p for p, _ in self._base_binds]
-        covered = set(_minimal(base))
         binds = [
             (p, False)
-            for p in _minimal([*base, *(p for p in extra if os.path.lexists(p))])
-            if p not in covered
+            for p in _minimal([p for p in extra if os.path.lexists(p)])
+            if not _covered(p, self._base_set)
         ]
         binds += [(p, True) for p in spec.rw_paths if os.path.exists(p)]
         if spec.socket_path:

@@ -738,3 +738,21 @@ def test_agent_starts_with_only_stdio_open(runner) -> None:
     ran = runner.run("import os\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))\n")
     assert ran.status == 0, ran.err
     assert ran.out.strip() == "[0, 1, 2, 3]"
+
+
+def test_minimal_keeps_exactly_the_paths_no_listed_ancestor_covers() -> None:
+    """_minimal (one set lookup per path component) against the definition, on random trees whose names
+    share prefixes ("/a/b" does not cover "/a/bc") and include "/"."""
+    import random
+
+    from clove_gym.runtime.sandbox.launcher import _minimal
+
+    rng = random.Random(7)
+    names = ["a", "b", "bc", "b-c", "c"]
+    for _ in range(300):
+        paths = ["/" + "/".join(rng.choice(names) for _ in range(rng.randint(1, 4))) for _ in range(8)]
+        if rng.random() < 0.05:
+            paths.append("/")
+        norm = sorted({os.path.normpath(p) for p in paths})
+        want = [p for p in norm if not any(q != p and (q == "/" or p.startswith(q + "/")) for q in norm)]
+        assert _minimal(paths) == want, paths
