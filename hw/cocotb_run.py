@@ -40,9 +40,10 @@ def run_cocotb_wide(
         "segments": segments,
         "resets": list(resets),
     }
-    # one C++ file: with several, make -j races on Verilator's precompiled header (`Vtop__pch.h.fast:
-    # linker input file not found`)
-    return _run(src, "wide", "clove_gym.hw.cocotb_wide", plan, ["--output-split", "0"])
+    # one C++ file: split ones are compiled with the wheel's precompiled-header rule, which fails here
+    # (`Vtop__pch.h.fast: linker input file not found`); -O0 since one -Os file of the K=8 design
+    # takes minutes to compile and the scoreboard runs a few thousand cycles
+    return _run(src, "wide", "clove_gym.hw.cocotb_wide", plan, ["--output-split", "0", "-CFLAGS", "-O0"])
 
 
 def _run(src: Path, top: str, test_module: str, plan: dict, extra_args: list[str] = ()) -> dict:

@@ -36,11 +36,14 @@ def wide_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def wide_estimate(p: WideParams) -> int:
+def wide_estimate(p: WideParams, board: Board) -> int:
     """Logic cells: each of the K lanes compares every bit of the (K + 1) x N segment word, plus per agent
-    its count, thresholds and ports, and the generators/checksum of the top. Fitted to the ECP5 builds
-    at 8 agents (K=4: 3271, K=8: 7820 TRELLIS_COMB); other agent counts are extrapolated."""
+    its count, thresholds and ports, and the generators/checksum of the top. Fitted to the builds at 8
+    agents (ECP5 TRELLIS_COMB: K=4 3271, K=8 7820; iCE40 LC: K=2 1216, K=4 2596); other agent counts
+    are extrapolated."""
     n, k = p.agents, p.width
+    if board.name == "icebreaker":
+        return 12 * k * (k + 1) * n + 80 * n
     return 11 * k * (k + 1) * n + 190 * n
 
 
@@ -51,7 +54,7 @@ def wide_fit_check(p: WideParams, board: Board) -> int:
         raise ParamsError(
             f"{board.name}: {p.agents} agents do not fit (at most {board.max_agents} on {board.device})"
         )
-    est = wide_estimate(p)
+    est = wide_estimate(p, board)
     budget = int(board.logic * board.logic_budget)
     if est > budget:
         raise ParamsError(
