@@ -34,6 +34,7 @@ _DEFAULT_PRELOAD = ("json", "socket", "struct", "asyncio", "clove_gym.runtime.pr
 _CLOVE_GYM_FOLDERS = ("runtime", "worlds", "benchmarks", "sim", "hw", "native")
 _UID_BASE = 1 << 30  # agents' uids: far above any real account; AGENT_GID = _UID_BASE is their shared group
 _EXIT_WAIT = 5.0
+_READ_ROUND = 0.05  # a reading thread re-checks its own wait at least this often
 _TMP_BYTES = 256 << 20  # private /tmp and /dev/shm size; their pages count against the memory limit
 _ZYGOTE_MAIN = "import sys; from clove_gym.runtime.sandbox.zygote import main; main(sys.argv[1:])"
 _launcher_ids = itertools.count()
@@ -293,7 +294,11 @@ class Launcher:
         self._ooms: dict[int, int] = {}  # OOM kills the zygote read before it removed the cgroup
         self._live: set[int] = set()  # inits whose exit report is still to come
         self._replies: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
-        self._io_lock = threading.Lock()
+        # one thread reads the control socket at a time and files what it reads; the others wait on
+        # this condition, woken after every read, so none waits on another's reply (a plain lock let
+        # a thread waiting for an exit re-take it at once and starve a spawn of its reply for 100+ ms)
+        self._io = threading.Condition()
+        self._reading = False
         self._spawn_lock = threading.Lock()
         self._socket_modes: set[tuple[str, int]] = set()
         self._newroot = tempfile.mkdtemp(prefix="clove-gym-root-")
@@ -343,18 +348,35 @@ class Launcher:
         """Read zygote messages until `done()` holds. Any thread may read: whatever it reads is filed
         (exit statuses, spawn replies) for the thread that waits for it."""
         deadline = time.monotonic() + timeout
-        while not done():
-            with self._io_lock:
+        while True:
+            with self._io:
+                while not done() and self._reading:
+                    self._io.wait(max(0.0, deadline - time.monotonic()))
+                    if time.monotonic() >= deadline:
+                        break
                 if done():
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise SpawnError(f"zygote did not report {what} within {timeout}s")
-                if select.select([self._control], [], [], min(left, 0.05))[0]:
-                    self._receive()
+                self._reading = True
+            try:
+                self._read_some(min(left, _READ_ROUND))
+            finally:
+                with self._io:
+                    self._reading = False
+                    self._io.notify_all()
+
+    def _read_some(self, wait: float) -> None:
+        """As the one reading thread: file every message that arrives within `wait` seconds, or is there."""
+        while select.select([self._control], [], [], wait)[0]:
+            with self._io:
+                self._receive()
+                self._io.notify_all()
+            wait = 0.0
 
     def _receive(self) -> None:
-        """Read and file one zygote message (the caller holds `_io_lock` and saw the socket readable)."""
+        """Read and file one zygote message (the caller is the reading thread and holds `_io`)."""
         message, fds = recv(self._control)
         if message is None:
             raise SpawnError(f"zygote exited (status {self._zygote.poll()})")
@@ -372,15 +394,18 @@ class Launcher:
 
     def _pump_ready(self) -> None:
         """File whatever the zygote has already sent, without waiting (a thread already reading does it)."""
-        if not self._io_lock.acquire(blocking=False):
-            return
+        with self._io:
+            if self._reading:
+                return
+            self._reading = True
         try:
-            while select.select([self._control], [], [], 0)[0]:
-                self._receive()
+            self._read_some(0.0)
         except SpawnError:
             pass  # the zygote is gone: wait() reports that
         finally:
-            self._io_lock.release()
+            with self._io:
+                self._reading = False
+                self._io.notify_all()
 
     def _release(self, pid: int) -> None:
         """An agent is finished: forget its status, and its zygote report if that is still to come."""
@@ -586,9 +611,23 @@ class Launcher:
         except subprocess.TimeoutExpired:
             self._zygote.kill()
             self._zygote.wait()
+        self._remove_left_groups()
         for d in self._cleanup_dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+    def _remove_left_groups(self) -> None:
+        """Groups a zygote killed before its own cleanup left in our tag (a warm slot's, an agent's whose
+        exit it never reported): their processes die with the zygote's lifeline; the groups would not."""
+        mechanism = self.capabilities["mechanism"]
+        root_rel = f"{self._root_name}/{self._tag}"
+        names = set()
+        for tag_dir in self._cleanup_dirs[:-1]:  # the last one is the root filesystem's directory
+            with contextlib.suppress(OSError):
+                names.update(e.name for e in os.scandir(tag_dir) if e.is_dir())
+        for name in sorted(names):
+            rel = f"{root_rel}/{name}"
+            cgroups.attach({"mechanism": mechanism, "rel": rel, "mount": self._v2 or ""}).remove()
 
     def __enter__(self) -> Launcher:
         return self

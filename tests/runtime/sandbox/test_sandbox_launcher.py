@@ -698,6 +698,11 @@ def test_agents_die_with_a_killed_zygote_and_close_still_cleans_up(runner) -> No
         agents.append(launcher.spawn(SpawnSpec(3, "z3", ["sleep", "60"], {"PATH": "/usr/bin:/bin"}, None)))
         pids = [p for a in agents for p in a._group.pids()]
         rels = [a.isolation["cgroup_path"] for a in agents]
+        tag = os.path.join(CGROUP_ROOT, "pids", "clove-gym-test", launcher._tag)
+        deadline = time.monotonic() + 5
+        while not any(n.startswith("warm-") for n in os.listdir(tag)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any(n.startswith("warm-") for n in os.listdir(tag)), "no warm slot's group to leave behind"
         os.kill(launcher._zygote.pid, signal.SIGKILL)  # no chance to clean up: the lifeline does it
         for agent in agents:
             assert agent.wait(5) == 128 + signal.SIGKILL
@@ -756,3 +761,43 @@ def test_minimal_keeps_exactly_the_paths_no_listed_ancestor_covers() -> None:
         norm = sorted({os.path.normpath(p) for p in paths})
         want = [p for p in norm if not any(q != p and (q == "/" or p.startswith(q + "/")) for q in norm)]
         assert _minimal(paths) == want, paths
+
+
+def test_a_reply_reaches_its_waiter_while_another_thread_reads(monkeypatch) -> None:
+    """Threads share the zygote socket: one reads, the rest wait for what it files. A spawn's reply read
+    by a thread that waits for some exit must wake the spawn at once, not when that reader's round ends
+    (a plain lock let the reader re-take it round after round: spawns stalled 100-250 ms)."""
+    import collections
+    import threading
+
+    from clove_gym.runtime.sandbox import launcher as lmod
+
+    monkeypatch.setattr(lmod, "_READ_ROUND", 5.0)  # one read round outlasts the whole test
+    launcher = Launcher.__new__(Launcher)  # its messaging only, with the test as the zygote
+    launcher._control, zygote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    launcher._io, launcher._reading = threading.Condition(), False
+    launcher._statuses, launcher._ooms, launcher._live = {}, {}, set()
+    launcher._replies = collections.deque()
+    try:
+        exit_waiter = threading.Thread(
+            target=launcher._pump, args=(lambda: 99 in launcher._statuses, 8.0, "an exit"), daemon=True
+        )
+        exit_waiter.start()
+        deadline = time.monotonic() + 2.0
+        while not launcher._reading and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert launcher._reading, "the exit waiter never became the reader"
+        reply = json.dumps({"op": "spawned", "pid": 7, "warm": True, "applied": {}}).encode()
+        threading.Timer(0.3, zygote.send, (reply,)).start()  # once the spawn waits for it
+        t0 = time.monotonic()
+        launcher._pump(lambda: bool(launcher._replies), 3.0, "the spawn")
+        waited = time.monotonic() - t0
+        assert launcher._replies[0][0]["pid"] == 7
+        assert waited < 2.3, f"the reply waited {waited:.2f} s for another thread's read round"
+        assert exit_waiter.is_alive()  # still reading: the reply did not wait for it to finish
+        zygote.send(json.dumps({"op": "exit", "pid": 99, "status": 0}).encode())
+        launcher._live.add(99)
+        exit_waiter.join(8.0)
+    finally:
+        zygote.close()
+        launcher._control.close()
