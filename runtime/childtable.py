@@ -23,9 +23,18 @@ _instances = itertools.count(1)  # several kernels may live in one process (test
 
 
 def default_dir() -> Path:
-    """Per-user directory shared by every kernel of this user on this machine."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    """Per-user directory shared by every kernel of this user on this machine, in memory where there is
+    a place for it: the table is rewritten on every spawn and exit, on the kernel's loop, and on a disk
+    filesystem each rewrite frees the old file's blocks (with `discard`, a synchronous TRIM: 0.5 ms
+    median and 50+ ms tails here, against 0.09 ms on tmpfs). A table only has to outlive the kernel
+    process, not a reboot, which ends every agent anyway."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if not base:
+        base = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK | os.X_OK) else tempfile.gettempdir()
     return Path(base) / f"clove-gym-kernels-{os.geteuid()}"
+
+
+_SHM = "/dev/shm"
 
 
 def start_time(pid: int) -> int | None:
