@@ -1,7 +1,7 @@
 """Per-agent control groups: cgroup v2 where its controllers are usable, v1 where that is what is mounted.
 
 One `Cgroup` per agent holds its limits, freezes and kills its whole tree and reports METRICS_CGROUP
-figures (spec §2.11). The child joins by writing "0" to every `procs_files` entry before it forks
+figures (spec §2.11). The child joins by writing "0" to every `join_files` entry before it forks
 anything, so no descendant can escape the limits. When neither hierarchy is writable the launcher falls
 back to rlimits (`mechanism = "rlimit"`, no Cgroup object).
 """
@@ -139,6 +139,11 @@ class Cgroup(ABC):
         self.procs_files: list[str] = []
         self.dirs: list[str] = []
 
+    @property
+    def join_files(self) -> list[str]:
+        """What a single-threaded process writes "0" to in order to join (itself, and what it forks)."""
+        return self.procs_files
+
     @abstractmethod
     def create(self, limits: Limits) -> dict[str, bool]: ...
 
@@ -208,6 +213,15 @@ class CgroupV1(Cgroup):
 
     def _dir(self, controller: str) -> str:
         return os.path.join(CGROUP_ROOT, controller, self.rel)
+
+    @property
+    def join_files(self) -> list[str]:
+        """`tasks`, not `cgroup.procs`: v1 moves the writing thread alone without the global threadgroup
+        lock when the pid written is 0 (cgroup_procs_write_start). `cgroup.procs` takes that lock,
+        which can wait an RCU grace period while holding cgroup_mutex, stalling every cgroup mkdir,
+        rmdir and rename on the machine (spawns, exits, the pool's refill) and every fork. The joiner
+        is a fresh fork of the single-threaded zygote, so its one thread is the whole process."""
+        return [os.path.join(os.path.dirname(p), "tasks") for p in self.procs_files]
 
     def create(self, limits: Limits) -> dict[str, bool]:
         for c in V1_CONTROLLERS:

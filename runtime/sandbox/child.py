@@ -82,8 +82,8 @@ def _detach(status_fd: int, stdio: tuple[int, int, int], lifeline: int) -> int:
     return 3
 
 
-def _enter(cgroup_procs: list[str], flags: int, userns: bool, network: bool) -> None:
-    for path in cgroup_procs:
+def _enter(cgroup_join: list[str], flags: int, userns: bool, network: bool) -> None:
+    for path in cgroup_join:
         with open(path, "w") as f:
             f.write("0")
     if flags:
@@ -112,7 +112,7 @@ def setup(
     try:
         status_fd = _detach(status_fd, stdio, lifeline)
         flags = _namespace_flags(plan["sandboxed"], plan["userns"], plan["network"])
-        _enter(plan["cgroup_procs"], flags, plan["userns"], plan["network"])
+        _enter(plan["cgroup_join"], flags, plan["userns"], plan["network"])
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the launcher
         _fail(status_fd, "sandbox setup", exc)
     pid = os.fork()
@@ -136,7 +136,7 @@ def warm_slot(slot: dict[str, Any], sock_fd: int, lifeline: int, seccomp: bytes 
     null = os.open(os.devnull, os.O_RDWR)
     try:
         status_fd = _detach(sock_fd, (null, null, null), lifeline)
-        _enter(slot["cgroup_procs"], _namespace_flags(True, False, False), False, False)
+        _enter(slot["cgroup_join"], _namespace_flags(True, False, False), False, False)
     except BaseException as exc:  # noqa: BLE001
         _fail(3, "warm slot setup", exc)
     pid = os.fork()

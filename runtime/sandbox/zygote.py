@@ -237,7 +237,7 @@ class Zygote:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             ahead = {(path, writable, ino) for path, writable in self.slot_binds if (ino := _inode(path))}
             binds = [(path, writable) for path, writable, _ino in ahead]
-            slot_cfg = {**cfg, "cgroup_procs": group.procs_files if group else [], "slot_binds": binds}
+            slot_cfg = {**cfg, "cgroup_join": group.join_files if group else [], "slot_binds": binds}
             pid = os.fork()
             if pid == 0:
                 ours.close()
@@ -366,7 +366,7 @@ class Zygote:
 
     def spawn_cold(self, plan: dict[str, Any], fds: list[int], limits: Limits) -> None:
         group, applied = self._group_for(plan, limits)
-        plan = {**plan, "cgroup_procs": group.procs_files if group else []}
+        plan = {**plan, "cgroup_join": group.join_files if group else []}
         stdio = (os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), fds[0], fds[1])
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         for stream in (sys.stdout, sys.stderr):

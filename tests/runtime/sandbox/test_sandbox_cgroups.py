@@ -103,3 +103,40 @@ def test_v1_limits_rename_metrics_and_attach(sleeper) -> None:
 def test_wait_for_times_out_naming_what_it_waited_for() -> None:
     with pytest.raises(TimeoutError, match="the impossible"):
         cgroups.wait_for(lambda: False, "the impossible", timeout=0.01)
+
+
+def test_v1_a_forked_process_joins_every_hierarchy_through_tasks() -> None:
+    """The child joins by writing "0" to `tasks` (no global threadgroup lock, see join_files); what it
+    forks afterwards is in the group too, in every controller's hierarchy."""
+    if not cgroups.v1_usable():
+        pytest.skip("cgroup v1 memory/pids/cpu/freezer are not mounted writable here")
+    group = cgroups.CgroupV1(f"clove-gym-test/join-{os.getpid()}")
+    try:
+        group.create(Limits())
+        assert [os.path.basename(p) for p in group.join_files] == ["tasks"] * len(group.dirs)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            for path in group.join_files:
+                with open(path, "w") as f:
+                    f.write("0")
+            grandchild = os.fork()
+            if grandchild == 0:
+                time.sleep(30)
+                os._exit(0)
+            os.write(w, str(grandchild).encode())
+            time.sleep(30)
+            os._exit(0)
+        os.close(w)
+        grandchild = int(os.read(r, 32))
+        os.close(r)
+        assert sorted(group.pids()) == sorted([pid, grandchild])
+        for member in (pid, grandchild):
+            with open(f"/proc/{member}/cgroup") as f:
+                lines = [line.rstrip("\n").split(":", 2) for line in f]
+            in_group = {c for _n, ctrls, path in lines if path == "/" + group.rel for c in ctrls.split(",")}
+            assert {os.path.relpath(d, cgroups.CGROUP_ROOT).split("/")[0] for d in group.dirs} <= in_group
+        group.kill_all()
+        os.waitpid(pid, 0)
+    finally:
+        assert group.remove()
