@@ -71,11 +71,11 @@ class Params:
                 v=8,
             )
             if quick
-            else dict(  # 100 samples: a p99 is then the 2nd largest, not the single worst one
-                spawn_n=100,
+            else dict(  # 200 samples: a p99 then rests on the 2nd and 3rd largest, not on one outlier
+                spawn_n=200,
                 pace_s=0.05,
                 rate_s=5.0,
-                kill_n=100,
+                kill_n=200,
                 noop_reps=5,
                 noop_rounds=10000,
                 c=200,
