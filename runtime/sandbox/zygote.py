@@ -220,9 +220,13 @@ class Zygote:
 
     # -- warm slots -------------------------------------------------------------------------------
     def refill(self) -> None:
-        """Start slots until the pool is full (each prepares itself in the background)."""
+        """Start slots until the pool is full (each prepares itself in the background). Each start costs
+        the zygote ~2 ms (cgroup, fork): a spawn request or an exit that arrives meanwhile is served
+        before the next one, so it waits for one start at most, not for a whole pool's."""
         cfg = self.config
         while len(self.slots) < cfg["pool_size"] and self.slot_failures < _MAX_SLOT_FAILURES:
+            if select.select([self.control, self.wake_r], [], [], 0)[0]:
+                return  # the loop serves it and refills once it is quiet again
             group = None
             if cfg["mechanism"] != "rlimit":
                 group = cgroups.new(
