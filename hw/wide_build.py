@@ -19,7 +19,7 @@ from clove_gym.sim.wide import WideParams
 from .build import BOARDS, Board, _log_errors, write_report
 from .toolchain import ToolchainError, export_tools
 from .verilate import BUILD
-from .wide_select import STRUCTURES
+from .wide_select import check_structure
 from .wide_top import WideBoardTop
 
 WIDE_SOURCES = ("wide_scheduler.py", "wide_select.py", "wide_top.py", "wide_build.py", "scheduler.py")
@@ -76,8 +76,7 @@ def wide_build(
     """Fit check, bitstream, report dict (also written as report.json next to the bitstream)."""
     if board_name not in BOARDS:
         raise ParamsError(f"board {board_name!r}: expected one of {sorted(BOARDS)}")
-    if structure not in STRUCTURES:
-        raise ParamsError(f"structure {structure!r}: expected one of {list(STRUCTURES)}")
+    check_structure(structure, params.width)
     board = BOARDS[board_name]
     est = wide_fit_check(params, board)
     export_tools(*board.tools)

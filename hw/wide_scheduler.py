@@ -29,7 +29,7 @@ class WideScheduler(wiring.Component):
 
     `valid` is a thermometer (lane k valid only if lanes < k are); the first `take` valid lanes are
     dispatched at the edge. `structure` picks the lane selection (all three give the same lanes; `rank`
-    is the fastest measured, SPEC.md §8)."""
+    is the fastest measured and the only one built above K = 8, SPEC.md §8)."""
 
     def __init__(self, params: WideParams, structure: str = "rank") -> None:
         self.p = params.validate()

@@ -17,8 +17,26 @@ one is faster depends on the FPGA (SPEC.md §8 records the measurement):
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Signal, Value
+from clove_gym.sim.params import ParamsError
 
 STRUCTURES = ("chain", "prefix", "rank")
+# Widest K each selection is built at. `chain` (K carry chains in a row) and `prefix` (a tree of
+# O(K^2)-gate thermometer adders over (K+1)N bits) were already slower than `rank` at K = 8 and grow
+# worse with K; above 8 only `rank` is built and scoreboarded in the suite (SPEC.md §8).
+MAX_WIDTH = {"chain": 8, "prefix": 8, "rank": 16}
+
+
+def check_structure(structure: str, width: int) -> str:
+    """Return `structure`, or raise ParamsError (before synthesis) when it is unknown or not built at
+    this width."""
+    if structure not in STRUCTURES:
+        raise ParamsError(f"structure {structure!r}: expected one of {list(STRUCTURES)}")
+    if width > MAX_WIDTH[structure]:
+        raise ParamsError(
+            f"structure {structure!r} with width={width}: built up to width {MAX_WIDTH[structure]}"
+            " (it does not scale; SPEC.md §8); use 'rank'"
+        )
+    return structure
 
 
 def thermometer_value(bits: list[Value]) -> Value:

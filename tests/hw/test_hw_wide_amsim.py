@@ -72,6 +72,29 @@ def test_wide_rtl_small_rings_deep_queues_and_resets(structure: str) -> None:
         scoreboard(p, cycles, structure, resets=frozenset({70, 71, 400, len(cycles) - 100}))
 
 
+@pytest.mark.parametrize("width", [12, 16])
+def test_wide_rtl_above_the_agent_count(width: int) -> None:
+    """K > 8 agents (`rank`, the only selection offered there): one cycle visits an agent up to
+    K / 8 + 1 times. One elaboration per width keeps the suite short: from reset a backlogged replay
+    (exactly K decisions every cycle after the first), then one agent given K requests and K grants
+    in one cycle, then every profile with a reset, the RTL equal to the model every cycle."""
+    p = WideParams(HwParams(agents=8, depth=16), width)
+    backlog = list(wide_cycles(p, 30, seed=0, profile="backlogged"))
+    one_agent = [WideIn((5,) * width, 0), WideIn((), 0), WideIn((), width)]
+    cycles = backlog + [WideIn((), width)] * 2 + one_agent  # two cycles drain the backlog
+    for i, profile in enumerate(WIDE_PROFILES):
+        cycles += list(wide_cycles(p, 30, seed=width + i, profile=profile))
+    outs = scoreboard(p, cycles, "rank", resets=frozenset({len(cycles) - 70}))
+    assert len(outs[0].grants) == 0 and all(len(o.grants) == width for o in outs[1:30])
+    assert outs[32].grants == () and outs[34].grants == (5,) * width
+    assert with_repeats(outs) > 10  # the ring wrapped within a cycle
+
+
+def with_repeats(outs: list[WideOut]) -> int:
+    """Cycles whose lanes grant some agent more than once."""
+    return sum(len(set(o.grants)) < len(o.grants) for o in outs)
+
+
 @pytest.mark.parametrize("width", [2, 4, 8])
 def test_k_decisions_every_cycle_when_backlogged(width: int) -> None:
     """K enqueues per cycle in ring order and a consumer taking K: after the first cycle, every cycle

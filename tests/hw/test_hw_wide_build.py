@@ -28,7 +28,12 @@ def run(*argv: str) -> int:
     ("argv", "match"),
     [
         (["--board", "icebreaker", "--width", "8", "--agents", "16"], "exceed the budget"),
-        (["--board", "ulx3s-85f", "--width", "12"], "width=12"),
+        (["--board", "ulx3s-85f", "--width", "17"], "width=17"),
+        (
+            ["--board", "ulx3s-85f", "--width", "12", "--structure", "prefix"],
+            "structure 'prefix' with width=12",
+        ),
+        (["--board", "ulx3s-85f", "--width", "9", "--structure", "chain"], "structure 'chain' with width=9"),
         (["--board", "ulx3s-85f", "--width", "4", "--params", "{q}"], "quantum=2: must be 1"),
     ],
 )
@@ -45,8 +50,9 @@ def test_cli_refuses_wide_builds_before_synthesis(
 
 def test_wide_fit_check_icebreaker() -> None:
     assert wide_fit_check(WideParams(BOARD, 4), BOARDS["icebreaker"]) < 0.6 * 5280  # built: 2596 LC (49%)
-    with pytest.raises(ParamsError, match="width 8 x 8 agents"):
-        wide_fit_check(WideParams(BOARD, 8), BOARDS["icebreaker"])
+    for width in (8, 12, 16):
+        with pytest.raises(ParamsError, match=f"width {width} x 8 agents"):
+            wide_fit_check(WideParams(BOARD, width), BOARDS["icebreaker"])
 
 
 def test_wide_figures_are_measured_rate_times_fmax(tmp_path: Path) -> None:

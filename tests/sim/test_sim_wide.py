@@ -76,11 +76,12 @@ def check(p: WideParams, cycles: list[WideIn]) -> WideScheduler:
     return wide
 
 
-@pytest.mark.parametrize("width", [2, 4, 8])
+@pytest.mark.parametrize("width", [2, 4, 8, 12, 16])
 @pytest.mark.parametrize("profile", WIDE_PROFILES)
 def test_wide_equals_sequential_and_software(width: int, profile: str) -> None:
+    """Widths 12 and 16 exceed the 8 agents: one cycle visits an agent more than once."""
     p = WideParams(HwParams(agents=8, depth=4), width)
-    wide = check(p, list(wide_cycles(p, 1500, seed=width, profile=profile)))
+    wide = check(p, list(wide_cycles(p, 1500 if width <= 8 else 500, seed=width, profile=profile)))
     assert wide.stats.decisions > 100
 
 
@@ -88,17 +89,28 @@ def test_wide_equals_sequential_and_software(width: int, profile: str) -> None:
 @given(st.integers(0, 10**9))
 def test_wide_equals_software_hypothesis(seed: int) -> None:
     r = random.Random(seed)
-    p = WideParams(HwParams(agents=r.choice([2, 4, 8, 16]), depth=r.choice([1, 2, 4, 16])), r.randint(2, 8))
+    p = WideParams(HwParams(agents=r.choice([2, 4, 8, 16]), depth=r.choice([1, 2, 4, 16])), r.randint(2, 16))
     cycles = list(wide_cycles(p, 300, seed, r.choice(WIDE_PROFILES)))
     check(p, cycles)
 
 
-def test_one_backlogged_agent_gets_k_grants_in_one_cycle() -> None:
-    p = WideParams(HwParams(agents=4, depth=8), 4)
+@pytest.mark.parametrize("width", [4, 16])
+def test_one_backlogged_agent_gets_k_grants_in_one_cycle(width: int) -> None:
+    p = WideParams(HwParams(agents=4, depth=2 * width), width)
     wide = WideScheduler(p)
-    wide.step(WideIn((2, 2, 2, 2), 0))
-    wide.step(WideIn((2, 2, 2, 2), 0))
-    assert wide.step(WideIn((), 4)).grants == (2, 2, 2, 2)
+    wide.step(WideIn((2,) * width, 0))
+    wide.step(WideIn((2,) * width, 0))
+    assert wide.step(WideIn((), width)).grants == (2,) * width
+
+
+def test_width_above_agents_wraps_the_ring() -> None:
+    """K = 16 over 4 agents: the j-th visit of agent i grants iff count_i > j, round after round."""
+    p = WideParams(HwParams(agents=4, depth=8), 16)
+    wide = WideScheduler(p)
+    wide.step(WideIn((0, 1, 1, 1, 1, 1, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2), 0))  # counts 0:1 1:5 2:7 3:3
+    assert wide.step(WideIn((), 5)).grants == (0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 1, 2, 2, 2)
+    # ring start after the 5th grant (agent 1); counts now 0:0 1:3 2:6 3:2
+    assert wide.step(WideIn((), 0)).grants == (2, 3, 1, 2, 3, 1, 2, 1, 2, 2, 2)
 
 
 def test_agents_emptying_mid_cycle_and_ring_order() -> None:
@@ -134,9 +146,9 @@ def test_wide_params_refuse_non_unit_turns(change: dict, field: str) -> None:
 
 
 def test_wide_params_refuse_width_and_accept_the_board_parameters() -> None:
-    with pytest.raises(ParamsError, match="width=9"):
-        WideParams(HwParams(), 9).validate()
+    with pytest.raises(ParamsError, match="width=17"):
+        WideParams(HwParams(), 17).validate()
     with pytest.raises(ParamsError, match="width=1"):
         WideParams(HwParams(), 1).validate()
     board = HwParams(agents=8, depth=64, mbox_depth=4)  # reports/hw/params-board.json
-    assert WideParams(board, 8).validate().width == 8
+    assert WideParams(board, 16).validate().width == 16
