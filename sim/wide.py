@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from .model import Scheduler, Stats
 from .params import HwParams, ParamsError
 
-WIDTHS = range(2, 17)  # lanes per cycle; 2, 4, 8, 12 and 16 are the built ones
+WIDTHS = range(2, 17)  # lanes per cycle; 2, 4, 8 and 16 are the built ones
 
 
 @dataclass(frozen=True)
