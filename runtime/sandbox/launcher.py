@@ -316,11 +316,12 @@ class Launcher:
             (p, False) for p in _minimal([p for p in (*_SYSTEM_DIRS, *_python_roots()) if os.path.lexists(p)])
         ]
         self._base_set = {p for p, _ in self._base_binds}
-        root_rel = f"{self._root_name}/{self._tag}"
+        self._root_rel = root_rel = f"{self._root_name}/{self._tag}"
         if mechanism == "cgroup1":
             tag_dirs = [os.path.join(cgroups.CGROUP_ROOT, c, root_rel) for c in cgroups.V1_CONTROLLERS]
         else:
             tag_dirs = [os.path.join(self._v2, root_rel)] if mechanism == "cgroup2" and self._v2 else []
+        self._tag_dirs = tag_dirs
         self._cleanup_dirs = [*tag_dirs, self._newroot]
         config = {
             "op": "config",
@@ -363,9 +364,7 @@ class Launcher:
             try:
                 self._read_some(min(left, _READ_ROUND))
             finally:
-                with self._io:
-                    self._reading = False
-                    self._io.notify_all()
+                self._stop_reading()
 
     def _read_some(self, wait: float) -> None:
         """As the one reading thread: file every message that arrives within `wait` seconds, or is there."""
@@ -403,9 +402,13 @@ class Launcher:
         except SpawnError:
             pass  # the zygote is gone: wait() reports that
         finally:
-            with self._io:
-                self._reading = False
-                self._io.notify_all()
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """Hand the socket back: a waiting thread may read next (or finds its message filed)."""
+        with self._io:
+            self._reading = False
+            self._io.notify_all()
 
     def _release(self, pid: int) -> None:
         """An agent is finished: forget its status, and its zygote report if that is still to come."""
@@ -484,7 +487,7 @@ class Launcher:
         applied = {"memory_limit": False, "cpu_quota": False, "pids_limit": False}
         cgroup_rel = None
         if mechanism != "rlimit":
-            cgroup_rel = f"{self._root_name}/{self._tag}/{spec.name}_{spec.agent_id}"
+            cgroup_rel = f"{self._root_rel}/{spec.name}_{spec.agent_id}"
         else:
             reasons.append("no writable cgroup hierarchy; limits fall back to rlimits")
         ids = self._agent_ids(spec)
@@ -620,13 +623,12 @@ class Launcher:
         """Groups a zygote killed before its own cleanup left in our tag (a warm slot's, an agent's whose
         exit it never reported): their processes die with the zygote's lifeline; the groups would not."""
         mechanism = self.capabilities["mechanism"]
-        root_rel = f"{self._root_name}/{self._tag}"
         names = set()
-        for tag_dir in self._cleanup_dirs[:-1]:  # the last one is the root filesystem's directory
+        for tag_dir in self._tag_dirs:
             with contextlib.suppress(OSError):
                 names.update(e.name for e in os.scandir(tag_dir) if e.is_dir())
         for name in sorted(names):
-            rel = f"{root_rel}/{name}"
+            rel = f"{self._root_rel}/{name}"
             cgroups.attach({"mechanism": mechanism, "rel": rel, "mount": self._v2 or ""}).remove()
 
     def __enter__(self) -> Launcher:
