@@ -7,7 +7,8 @@ Three stages, each in its own process:
   `init` is reparented to the zygote (a child subreaper), which reaps it and reports its exit status.
 * **init** (pid 1 of the new PID namespace): builds the filesystem view, sets the hostname, forks the
   agent, then forwards termination signals and reaps orphans until the agent exits, and exits with the
-  agent's status. Its death takes every other process of the namespace with it.
+  agent's status. Its death takes every other process of the namespace with it. Once the agent is
+  forked, init execs the native `clove-init` where it is built (`_reap_until` is its Python twin).
 * **agent**: drops to its own unprivileged uid, applies rlimits and the seccomp filter, then either runs
   the Python script in this pre-imported interpreter or execs the program.
 
@@ -41,6 +42,7 @@ from . import rootfs, seccomp_policy
 from . import syscalls as sc
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+_INIT_SIGNALS = (*_FORWARDED, signal.SIGCHLD)  # blocked in init from before the agent's fork on
 
 
 def _report(fd: int, line: str) -> None:
@@ -118,11 +120,12 @@ def setup(
     pid = os.fork()
     if pid == 0:
         if plan["sandboxed"]:
+            program = _open_init(status_fd, plan["init_program"])
             try:
                 rootfs.prepare(plan["newroot"], plan["base_binds"], plan["tmp_bytes"])
             except BaseException as exc:  # noqa: BLE001
                 _fail(status_fd, "sandbox filesystem", exc)
-            _init(plan, status_fd, seccomp)
+            _init(plan, status_fd, seccomp, program)
         _agent(plan, status_fd, seccomp)
     _report(status_fd, f"pid {pid}")
     os._exit(0)
@@ -141,17 +144,18 @@ def warm_slot(slot: dict[str, Any], sock_fd: int, lifeline: int, seccomp: bytes 
         _fail(3, "warm slot setup", exc)
     pid = os.fork()
     if pid == 0:
+        program = _open_init(status_fd, slot["init_program"])
         try:
             binds = [*slot["base_binds"], *((path, writable) for path, writable in slot["slot_binds"])]
             rootfs.prepare(slot["newroot"], binds, slot["tmp_bytes"])
             rootfs.pivot(slot["newroot"])  # the agent's binds come later as detached trees
         except BaseException as exc:  # noqa: BLE001
             _fail(status_fd, "warm slot filesystem", exc)
-        agent = os.fork()
+        agent, mask = _fork_agent(program)
         if agent == 0:
             _waiting_agent(status_fd, seccomp, slot)
         os.close(status_fd)
-        _reap_until(agent)
+        _become_init(agent, program, mask)
     _report(status_fd, f"pid {pid}")
     os._exit(0)
 
@@ -210,24 +214,59 @@ def _map_ids() -> None:
         f.write(f"0 {gid} 1")
 
 
-def _init(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoReturn:
+def _init(plan: dict[str, Any], status_fd: int, seccomp: bytes | None, program: int | None) -> NoReturn:
     """Stage 2: pid 1 of the agent's namespaces."""
     try:
         rootfs.finish(plan["newroot"], plan["binds"])
         socket.sethostname(plan["hostname"])
     except BaseException as exc:  # noqa: BLE001
         _fail(status_fd, "sandbox filesystem", exc)
-    agent = os.fork()
+    agent, mask = _fork_agent(program)
     if agent == 0:
         _agent(plan, status_fd, seccomp)
     os.close(status_fd)
-    _reap_until(agent)
+    _become_init(agent, program, mask)
 
 
-def _reap_until(agent: int) -> NoReturn:
+def _open_init(status_fd: int, path: str | None) -> int | None:
+    """The native init program, opened while the host tree is still in view (the root is pivoted
+    before init execs it); None: init stays this interpreter."""
+    if path is None:
+        return None
+    try:
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        _fail(status_fd, "native init", exc)
+
+
+def _fork_agent(program: int | None) -> tuple[int, set[signal.Signals]]:
+    """Fork the agent with init's signals blocked in init from here on, so none that arrives before
+    init handles them is lost (a namespace's init gets only the signals it catches or blocks). The
+    agent gets back the mask it had and none of init's descriptors."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
+    agent = os.fork()
+    if agent == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if program is not None:
+            os.close(program)
+    return agent, mask
+
+
+def _become_init(agent: int, program: int | None, mask: set[signal.Signals]) -> NoReturn:
+    """Exec the native init in this process's place, or be its Python twin. Should the exec fail (out
+    of memory, say), the twin takes over: the agent runs by then, and killing it would be worse."""
+    if program is not None:
+        try:
+            os.execve(program, ["clove-init", str(agent), str(LIFELINE_FD)], {})
+        except OSError as exc:
+            _report(2, f"clove-init: exec failed ({exc}); init stays in Python")
+    _reap_until(agent, mask)
+
+
+def _reap_until(agent: int, mask: set[signal.Signals]) -> NoReturn:
     """Be pid 1: forward termination signals to the agent, reap orphans, exit with the agent's status.
     If the zygote dies (EOF on the lifeline), exit at once: the kernel then kills the whole namespace,
-    so not even a SIGKILLed zygote leaves agents behind."""
+    so not even a SIGKILLed zygote leaves agents behind. The twin of native/init/clove_init.c."""
 
     def forward(signo: int, _frame: object) -> None:
         try:
@@ -240,6 +279,7 @@ def _reap_until(agent: int) -> NoReturn:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what arrived while blocked is handled now
     while True:
         try:
             while True:

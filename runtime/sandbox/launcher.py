@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from clove_gym import native
+
 from . import cgroups, seccomp_policy
 from . import syscalls as sc
 from .spec import SpawnError, SpawnSpec
@@ -268,10 +270,19 @@ class Launcher:
         root_cgroup_name: str = "clove-gym",
         preload: tuple[str, ...] = _DEFAULT_PRELOAD,
         pool_size: int = 4,
+        native_init: bool | None = None,
     ) -> None:
-        """`pool_size` warm slots are kept ready for sandboxed, network-less agents (0 disables)."""
+        """`pool_size` warm slots are kept ready for sandboxed, network-less agents (0 disables).
+        `native_init`: pid 1 of each sandbox is the C `clove-init` (True; it must be built), its Python
+        twin (False), or the C one where it is built (None)."""
         if not root_cgroup_name or "/" in root_cgroup_name or root_cgroup_name.startswith("."):
             raise ValueError(f"root_cgroup_name: expected a plain directory name, got {root_cgroup_name!r}")
+        self._init_program = native.init_program() if native_init is not False else None
+        if native_init and self._init_program is None:
+            raise ValueError(
+                "native_init=True: clove-init is not built (build it with `setup.py build_ext --inplace`)"
+                " or CLOVE_GYM_NATIVE=0 disables it"
+            )
         self._root_name = root_cgroup_name
         self._tag = f"{os.getpid()}-{next(_launcher_ids)}"
         self._root = os.geteuid() == 0
@@ -287,6 +298,7 @@ class Launcher:
             "mechanism": mechanism,
             "seccomp": seccomp_policy.available(),
             "pidfd": hasattr(os, "pidfd_open"),
+            "init": "native" if self._init_program else "python",
         }
         self.capabilities["namespaces"] = self._root or self.capabilities["userns"]
         self._agents: dict[int, AgentProcess] = {}
@@ -333,6 +345,7 @@ class Launcher:
             "base_binds": self._base_binds,
             "tmp_bytes": _TMP_BYTES,
             "cleanup_dirs": self._cleanup_dirs,
+            "init_program": self._init_program,
         }
         send(self._control, config)
         self._slot_binds: list[tuple[str, bool]] = []
@@ -543,6 +556,7 @@ class Launcher:
             "binds": self._binds(spec, python) if sandboxed else [],
             "tmp_bytes": _TMP_BYTES,
             "hostname": f"clove-{spec.name}_{spec.agent_id}"[:64],
+            "init_program": self._init_program,
         }
         stdout = spec.stdout_fd if spec.stdout_fd is not None else sys.stdout.fileno()
         stderr = spec.stderr_fd if spec.stderr_fd is not None else sys.stderr.fileno()
@@ -587,6 +601,7 @@ class Launcher:
             "uid": plan["uid"],
             "zygote": python,
             "warm_slot": message["warm"],
+            "init": self.capabilities["init"] if sandboxed else None,
         }
         if group is not None:
             isolation["cgroup_path"] = group.rel

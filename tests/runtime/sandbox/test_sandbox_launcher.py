@@ -690,9 +690,10 @@ def test_without_root_user_namespaces_and_rlimits_are_used_and_reported(runner) 
     assert got["status"] == 128 + signal.SIGTERM
 
 
-def test_agents_die_with_a_killed_zygote_and_close_still_cleans_up(runner) -> None:
+@pytest.mark.parametrize("native_init", [True, False], ids=["clove-init", "python-init"])
+def test_agents_die_with_a_killed_zygote_and_close_still_cleans_up(runner, native_init) -> None:
     script = runner.script("import time\ntime.sleep(60)\n")
-    launcher = Launcher(root_cgroup_name="clove-gym-test", pool_size=1)
+    launcher = Launcher(root_cgroup_name="clove-gym-test", pool_size=1, native_init=native_init)
     try:
         agents = [launcher.spawn(SpawnSpec(i, f"z{i}", [sys.executable, script], {}, None)) for i in (1, 2)]
         agents.append(launcher.spawn(SpawnSpec(3, "z3", ["sleep", "60"], {"PATH": "/usr/bin:/bin"}, None)))
@@ -795,9 +796,10 @@ def test_a_reply_reaches_its_waiter_while_another_thread_reads(monkeypatch) -> N
         assert launcher._replies[0][0]["pid"] == 7
         assert waited < 2.3, f"the reply waited {waited:.2f} s for another thread's read round"
         assert exit_waiter.is_alive()  # still reading: the reply did not wait for it to finish
+        launcher._live.add(99)  # before the report: an exit of a pid not live is dropped
         zygote.send(json.dumps({"op": "exit", "pid": 99, "status": 0}).encode())
-        launcher._live.add(99)
         exit_waiter.join(8.0)
+        assert launcher._statuses == {99: 0} and not exit_waiter.is_alive()
     finally:
         zygote.close()
         launcher._control.close()
