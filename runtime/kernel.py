@@ -182,6 +182,8 @@ class Kernel(SyscallHandlers):
         self._sandbox_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clove-kernel")
         self._sel = selectors.DefaultSelector()
+        self._rbuf = bytearray(RECV_CHUNK)  # _read's, on the kernel thread only
+        self._rview = memoryview(self._rbuf)
         self._conns: dict[int, Connection] = {}  # fd -> connection
         self._by_id: dict[int, Connection] = {}
         self._perms: dict[int, Permissions] = {}
@@ -467,7 +469,10 @@ class Kernel(SyscallHandlers):
 
     def _read(self, conn: Connection) -> None:
         try:
-            data = conn.sock.recv(RECV_CHUNK)
+            # into a buffer kept for the purpose, then copied out at its exact size: recv(RECV_CHUNK)
+            # made a new 256 KiB bytes each time, above malloc's mmap threshold, i.e. an mmap, a page
+            # fault, an mremap and an munmap on every read (measured: NOOP RTT 43 us -> 21 us)
+            data = self._rview[: conn.sock.recv_into(self._rbuf)].tobytes()
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
