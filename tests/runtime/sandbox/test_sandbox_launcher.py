@@ -646,12 +646,15 @@ with Launcher(root_cgroup_name="clove-gym-test") as launcher:
                                      stdout_fd=w, limits=Limits(memory=512 << 20)))
     os.close(w)
     line = os.read(r, 4096).decode().split()
+    deadline = time.monotonic() + 5  # init execs clove-init just after it forked the agent
+    while (init := open(f"/proc/{agent.pid}/comm").read().strip()) != "clove-init" and time.monotonic() < deadline:
+        time.sleep(0.01)
     agent.pause()
     frozen = [open(f"/proc/{p}/stat").read().split()[2] for p in agent._tree()]
     agent.resume()
     status = agent.kill(timeout=2)
     print(json.dumps({"caps": launcher.capabilities, "iso": agent.isolation, "line": line, "frozen": frozen,
-                      "status": status, "host_pid_ns": os.readlink("/proc/self/ns/pid"),
+                      "status": status, "init": init, "host_pid_ns": os.readlink("/proc/self/ns/pid"),
                       "host_net_ns": os.readlink("/proc/self/ns/net")}))
 """
 
@@ -678,6 +681,7 @@ def test_without_root_user_namespaces_and_rlimits_are_used_and_reported(runner) 
     caps, iso = got["caps"], got["iso"]
     assert not caps["root"] and caps["userns"] and caps["mechanism"] == "rlimit"
     assert iso["namespaces"]["user"] and iso["namespaces"]["pid"] and not iso["fully_isolated"]
+    assert iso["init"] == "native" and got["init"] == "clove-init"  # exec'd inside the user namespace
     assert iso["limits"] == {"memory": "rlimit", "max_pids": None, "cpu_quota": None}
     assert "rlimits" in iso["degraded_reason"] and "not root" in iso["degraded_reason"]
     pid, host, vmem, pid_ns, net_ns, uid = got["line"]
