@@ -4,10 +4,12 @@ forwarded signals reach it, orphans are reaped, and pid 1 really is the program 
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -40,7 +42,7 @@ while True:
 """
 # a grandchild orphaned to pid 1 exits; pid 1 must reap it (no zombie in the namespace)
 ORPHAN = """
-import os, time
+import json, os, time
 if os.fork() == 0:
     if os.fork() == 0:
         os._exit(0)
@@ -58,7 +60,7 @@ while True:
     if len(states) == 2 or time.monotonic() > deadline:  # init and this agent: the orphan is reaped
         break
     time.sleep(0.01)
-print(sorted(states))
+print(json.dumps(sorted(states)))
 """
 
 
@@ -178,7 +180,7 @@ def test_forwarded_signals_reach_the_agent(sandbox, scripts) -> None:
 def test_orphans_are_reaped(sandbox, scripts) -> None:
     agent, out = start(sandbox, scripts, ORPHAN)
     assert agent.wait(10) == 0
-    states = eval(read_out(out))  # noqa: S307 - a list of one-letter states printed by our script
+    states = json.loads(read_out(out))
     assert "Z" not in states and len(states) == 2, states  # a zombie left means pid 1 did not reap it
 
 
@@ -190,8 +192,6 @@ def test_native_init_must_be_built_when_asked_for(monkeypatch) -> None:
 
 
 def test_clove_init_refuses_bad_arguments() -> None:
-    import subprocess
-
     program = native.init_program()
     assert program is not None, "clove-init is not built"
     for argv in ([], ["x", "4"], ["12", "-1"], ["0", "4"], ["1", "2", "3"]):
