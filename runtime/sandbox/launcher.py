@@ -556,7 +556,6 @@ class Launcher:
             "binds": self._binds(spec, python) if sandboxed else [],
             "tmp_bytes": _TMP_BYTES,
             "hostname": f"clove-{spec.name}_{spec.agent_id}"[:64],
-            "init_program": self._init_program,
         }
         stdout = spec.stdout_fd if spec.stdout_fd is not None else sys.stdout.fileno()
         stderr = spec.stderr_fd if spec.stderr_fd is not None else sys.stderr.fileno()

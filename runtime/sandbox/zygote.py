@@ -374,7 +374,11 @@ class Zygote:
 
     def spawn_cold(self, plan: dict[str, Any], fds: list[int], limits: Limits) -> None:
         group, applied = self._group_for(plan, limits)
-        plan = {**plan, "cgroup_join": group.join_files if group else []}
+        plan = {
+            **plan,
+            "cgroup_join": group.join_files if group else [],
+            "init_program": self.config["init_program"],
+        }
         stdio = (os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), fds[0], fds[1])
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         for stream in (sys.stdout, sys.stderr):
