@@ -594,10 +594,17 @@ def test_warm_slots_wait_at_low_priority_and_agents_run_at_normal(runner) -> Non
         root = os.path.join(CGROUP_ROOT, "freezer", "clove-gym-test", launcher._tag)
         deadline = time.monotonic() + 10
         waiting: list[int] = []
-        while len(waiting) != 2 and time.monotonic() < deadline:  # setup gone: init + waiting agent
+        host_ns = os.readlink("/proc/self/ns/pid")
+
+        def slot_only(pids: list[int]) -> bool:  # setup gone: init + waiting agent, both in the new ns
+            with contextlib.suppress(OSError):
+                return len(pids) == 2 and all(os.readlink(f"/proc/{p}/ns/pid") != host_ns for p in pids)
+            return False
+
+        while not slot_only(waiting) and time.monotonic() < deadline:
             time.sleep(0.05)
             waiting = _warm_slot_pids(root)
-        assert len(waiting) == 2, f"no warm slot (init + waiting agent) within 10 s: {waiting}"
+        assert slot_only(waiting), f"no warm slot (init + waiting agent) within 10 s: {waiting}"
         assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in waiting] == [SLOT_NICE] * 2
         # the slot pivoted into its own root ahead of time: no host tree left to detach on a spawn
         assert all(os.stat(f"/proc/{pid}/root/").st_dev != os.stat("/").st_dev for pid in waiting)
