@@ -10,7 +10,8 @@
   * the crash-isolation scenario (`crash_isolation`): agents vs threads vs multiprocessing.Pool.
 Placement: nothing is pinned (the kernel's zygote and every agent inherit its CPU mask, and a pinned
 kernel would pin all the agents with it); the kernel, the agents, the client and the baselines all float
-over the allowed CPUs, and the load average is recorded with the figures.
+over the allowed CPUs, and the load average and each phase's share of busy and stolen CPU time (steal:
+time the hypervisor ran someone else on our vCPUs) are recorded with the figures.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class Report:
     started: str = ""
     seconds: float = 0.0
     loadavg: list[tuple[float, float, float]] = field(default_factory=list)
+    cpu: list[dict[str, Any]] = field(default_factory=list)  # per phase: busy and steal shares
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,7 +140,7 @@ class Report:
             "started": self.started,
             "seconds": round(self.seconds, 2),
             "quick": self.quick,
-            "host": {**host_info(), "loadavg_during": self.loadavg},
+            "host": {**host_info(), "loadavg_during": self.loadavg, "cpu_during": self.cpu},
             "placement": PLACEMENT,
             "params": asdict(self.params),
             "figures": [asdict(f) for f in self.figures],
@@ -150,7 +152,7 @@ class Report:
 
 PLACEMENT = (
     "unpinned: kernel process (+ its zygote and agents), client and baselines float over CPUs "
-    f"{sorted(os.sched_getaffinity(0))}; shared machine, load average recorded"
+    f"{sorted(os.sched_getaffinity(0))}; shared machine, load average and CPU steal recorded"
 )
 
 
@@ -369,6 +371,28 @@ def measure_concurrent(params: Params, tmp: str, report: Report) -> None:
     )
 
 
+def cpu_times() -> list[int]:
+    """The machine's cumulative CPU times in clock ticks: the `cpu` line of /proc/stat (user nice system
+    idle iowait irq softirq steal ...); empty where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def cpu_shares(before: list[int], after: list[int]) -> dict[str, float | None]:
+    """Busy and stolen shares (%) of the CPU time that passed between two `cpu_times()`. Steal is time
+    a vCPU was ready but the hypervisor ran another guest: on a shared VM it is the noise in every tail
+    figure, so it is reported beside them (None when it could not be read)."""
+    d = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(d)
+    if len(d) < 8 or total <= 0:
+        return {"busy_pct": None, "steal_pct": None}
+    idle = d[3] + d[4] + d[7]  # idle, iowait, steal: time our own work did not run
+    return {"busy_pct": round(100 * (total - idle) / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
+
+
 def run(params: Params, quick: bool, log: Any = None) -> Report:
     """Measure every figure (and the crash scenario unless `params.crash` is false)."""
     from clove_gym.benchmarks import crash_isolation
@@ -389,8 +413,12 @@ def run(params: Params, quick: bool, log: Any = None) -> Report:
             )
         for name, phase in phases:
             say(f"{name} ...")
+            before, t = cpu_times(), time.monotonic()
             phase()
             report.loadavg.append(os.getloadavg())
+            report.cpu.append(
+                {"phase": name, "seconds": round(time.monotonic() - t, 2), **cpu_shares(before, cpu_times())}
+            )
     _notes(report)
     report.seconds = time.monotonic() - t0
     return report
@@ -417,6 +445,10 @@ def _notes(report: Report) -> None:
             "their spawn id (kernel race: connected before the spawn was registered)"
         )
     report.notes.append(f"placement: {PLACEMENT}")
+    report.notes.append(
+        "host CPU by phase, all CPUs: "
+        + "; ".join(f"{c['phase']} busy {c['busy_pct']}% steal {c['steal_pct']}%" for c in report.cpu)
+    )
 
 
 def write_json(report: Report, out_dir: str | os.PathLike[str]) -> Path:

@@ -58,6 +58,25 @@ def test_quick_run_reports_every_figure_next_to_its_baselines(
     crash = on_disk["crash_isolation"]
     assert [r["mode"] for r in crash["results"]] == list(MODES)
     assert crash["scenario"]["workers"] == 12 and crash["scenario"]["victims"] == 3
+    cpu = on_disk["host"]["cpu_during"]  # steal and busy shares beside the figures, one row per phase
+    assert [c["phase"] for c in cpu] == [
+        "spawn latency and rate",
+        "kill to released",
+        "100 concurrent agents",
+        "crash isolation",
+    ]
+    assert all(0 < c["busy_pct"] <= 100 and 0 <= c["steal_pct"] <= 100 and c["seconds"] > 0 for c in cpu)
+    assert any(n.startswith("host CPU by phase") and "kill to released busy" in n for n in on_disk["notes"])
+
+
+def test_cpu_shares_count_steal_and_busy_from_proc_stat_deltas() -> None:
+    # user nice system idle iowait irq softirq steal, in ticks
+    before = [100, 0, 50, 1000, 10, 0, 5, 20]
+    after = [160, 0, 80, 1100, 10, 0, 15, 40]  # +60 user +30 system +100 idle +10 softirq +20 steal
+    assert isolation_bench.cpu_shares(before, after) == {"busy_pct": 45.5, "steal_pct": 9.1}
+    assert isolation_bench.cpu_shares([], after) == {"busy_pct": None, "steal_pct": None}
+    assert isolation_bench.cpu_shares(after, after) == {"busy_pct": None, "steal_pct": None}
+    assert len(isolation_bench.cpu_times()) == 8
 
 
 def test_tables_render_with_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
