@@ -35,6 +35,7 @@ class AgentProcessLike(Protocol):
     def wait(self, timeout: float | None = None) -> int | None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+    def terminate(self) -> None: ...
     def kill(self, timeout: float = 5.0) -> int: ...
 
 
@@ -68,6 +69,7 @@ class PlainProcess:
             "mechanism": "none",
         }
         self.status: int | None = None
+        self._term_at: float | None = None  # when terminate() sent SIGTERM
 
     def fileno(self) -> int:
         return self.pidfd
@@ -99,14 +101,22 @@ class PlainProcess:
     def resume(self) -> None:
         self._signal_group(signal.SIGCONT)
 
+    def terminate(self) -> None:
+        """SIGTERM to the whole group now, once, without waiting (continued, in case it is paused);
+        kill() then counts its grace period from here."""
+        if self._term_at is None and self.poll() is None:
+            self._term_at = time.monotonic()
+            self._signal_group(signal.SIGTERM)
+            self._signal_group(signal.SIGCONT)
+
     def kill(self, timeout: float = 5.0) -> int:
-        """SIGTERM to the whole group (continued first, in case it is paused), SIGKILL after `timeout`."""
+        """SIGTERM to the whole group (unless terminate() sent it), SIGKILL `timeout` seconds after it."""
         if self.poll() is not None:
             return self.status  # type: ignore[return-value]
-        self._signal_group(signal.SIGTERM)
-        self._signal_group(signal.SIGCONT)
+        self.terminate()
+        sent = self._term_at or time.monotonic()  # None only if it exited meanwhile
         try:
-            self._popen.wait(timeout)
+            self._popen.wait(max(0.0, sent + timeout - time.monotonic()))
         except subprocess.TimeoutExpired:
             self._signal_group(signal.SIGKILL)
             self._popen.wait()

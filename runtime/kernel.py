@@ -309,6 +309,8 @@ class Kernel(SyscallHandlers):
             if agent.state != "RESTARTING":
                 procs.append(agent.proc)
         self.agents.clear()
+        for proc in procs:  # all at once, not as the pool's workers come free; the grace counts from here
+            proc.terminate()
         if procs:
             with ThreadPoolExecutor(max_workers=min(len(procs), 32)) as pool:
                 list(pool.map(lambda p: p.kill(5.0), procs))

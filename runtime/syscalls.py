@@ -588,6 +588,7 @@ class SyscallHandlers:
             self.audit.log("AGENT_LIFECYCLE", "AGENT_KILLED", agent.id, data, agent_name=agent.name)
             return {"killed": True, "agent_id": agent.id, "success": True, "exit_code": status}
 
+        agent.proc.terminate()  # at once, from here: a worker thread only waits for the exit
         return self.defer(conn, op, payload, lambda: agent.proc.kill(5.0), killed)
 
     def _forget_agent(self: Kernel, agent: ManagedAgent) -> None:

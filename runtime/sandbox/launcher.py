@@ -103,6 +103,7 @@ class AgentProcess:
         self._pid_ns = spec.sandboxed and isolation["namespaces"]["pid"]
         self._status: int | None = None
         self._paused = False
+        self._term_at: float | None = None  # when terminate() sent SIGTERM
         self._oom_kills = 0
         self._lock = threading.Lock()
         self._ns_link = self._session = None
@@ -227,15 +228,26 @@ class AgentProcess:
             cgroups.wait_for(lambda: self._settle_tree(stop=False), "SIGCONT to resume the whole tree")
         self._paused = False
 
+    def terminate(self) -> None:
+        """SIGTERM now, without waiting (init forwards it to the agent), once; kill() then counts its grace
+        period from here. A caller on an event loop sends it at once and leaves only the wait for kill()
+        on a worker thread, so the worker's start overlaps the agent's exit instead of preceding it.
+        A paused agent is left to kill()'s SIGKILL: frozen, it cannot handle SIGTERM."""
+        if self._term_at is None and not self._paused:
+            self._term_at = time.monotonic()
+            self._signal(signal.SIGTERM)
+
     def kill(self, timeout: float = 5.0) -> int:
-        """SIGTERM, then after `timeout` SIGKILL to the whole tree (at once when paused: a frozen agent
-        cannot handle SIGTERM). Returns the exit status once every resource is released."""
+        """SIGTERM (unless terminate() sent it), then `timeout` seconds after it SIGKILL to the whole tree
+        (at once when paused: a frozen agent cannot handle SIGTERM). Returns the exit status once every
+        resource is released."""
         if self.poll() is not None:
             return self._status  # type: ignore[return-value]
         if timeout > 0 and not self._paused:
-            self._signal(signal.SIGTERM)  # init forwards it to the agent
+            self.terminate()
+            sent = self._term_at or time.monotonic()
             with contextlib.suppress(OSError, ValueError):
-                select.select([self.pidfd], [], [], timeout)
+                select.select([self.pidfd], [], [], max(0.0, sent + timeout - time.monotonic()))
         if not self._dead():
             self._signal(signal.SIGKILL)  # as pid 1, init takes its whole namespace along
             if self._group is not None:

@@ -276,6 +276,47 @@ def test_kill_of_paused_agent_ends_the_tree(runner) -> None:
         os.close(err_r)
 
 
+KEEPS_RUNNING_ON_SIGTERM = """
+import signal, time
+signal.signal(signal.SIGTERM, lambda *_: print("term", flush=True))
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def _line(fd: int, timeout: float) -> str:
+    """The next line on `fd` (read byte by byte, so nothing after it is consumed), '' at EOF or timeout."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not out.endswith(b"\n") and select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        out += byte
+    return out.decode().strip()
+
+
+def test_terminate_sends_sigterm_once_and_kill_counts_the_grace_from_it(runner) -> None:
+    """The kernel's KILL sends SIGTERM on its loop (terminate) and waits on a worker (kill): the agent
+    must see one SIGTERM, and the grace period must not start again when the worker gets to it."""
+    agent, out_r, err_r = runner.start(KEEPS_RUNNING_ON_SIGTERM)
+    try:
+        assert _line(out_r, 10.0) == "ready"
+        agent.terminate()
+        assert _line(out_r, 5.0) == "term"  # sent at once, before any wait
+        time.sleep(0.4)
+        t0 = time.monotonic()
+        status = agent.kill(timeout=1.0)
+        elapsed = time.monotonic() - t0
+        assert status == 128 + signal.SIGKILL  # its handler kept it alive through the grace period
+        assert elapsed < 0.9, elapsed  # over 0.4 s of the grace had passed since terminate()
+        assert _line(out_r, 5.0) == ""  # EOF: kill() sent no second SIGTERM
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+
+
 def test_kill_leaves_nothing_behind(runner) -> None:
     agent, out_r, err_r = runner.start(
         """

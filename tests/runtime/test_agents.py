@@ -1,0 +1,54 @@
+"""Unsandboxed agents (runtime/agents.py): a plain child in its own session, signalled as a group."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+
+from clove_gym.runtime.agents import PlainLauncher, PlainSpec
+
+KEEPS_RUNNING_ON_SIGTERM = """
+import signal, time
+signal.signal(signal.SIGTERM, lambda *_: print("term", flush=True))
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def _lines(fd: int, want: int, timeout: float) -> list[str]:
+    """Lines from `fd` until `want` arrived, EOF or `timeout`."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while out.count(b"\n") < want and select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        out += chunk
+    return out.decode().splitlines()
+
+
+def test_terminate_sends_sigterm_once_and_kill_counts_the_grace_from_it() -> None:
+    r, w = os.pipe()
+    try:
+        proc = PlainLauncher().spawn(
+            PlainSpec(1, "p", [sys.executable, "-c", KEEPS_RUNNING_ON_SIGTERM], {}, None, w)
+        )
+    finally:
+        os.close(w)
+    try:
+        assert _lines(r, 1, 10.0) == ["ready"]
+        proc.terminate()
+        assert _lines(r, 1, 5.0) == ["term"]  # sent at once, before any wait
+        time.sleep(0.4)
+        t0 = time.monotonic()
+        assert proc.kill(timeout=1.0) == 128 + signal.SIGKILL  # its handler kept it alive
+        assert time.monotonic() - t0 < 0.9  # over 0.4 s of the grace had passed since terminate()
+        assert _lines(r, 1, 5.0) == []  # EOF: no second SIGTERM reached it
+        proc.terminate()  # after the end: nothing to signal, no error
+        assert proc.poll() == 128 + signal.SIGKILL
+    finally:
+        os.close(r)
