@@ -9,11 +9,12 @@ back to rlimits (`mechanism = "rlimit"`, no Cgroup object).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .spec import Limits
@@ -33,6 +34,18 @@ def _read(path: str) -> str:
 def _write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
+
+
+@contextlib.contextmanager
+def _unless_removed() -> Iterator[None]:
+    """Ignore a write to a group removed meanwhile (the zygote removes a group as soon as it has reaped
+    the agent's init, which a kill may race with): ENOENT once the directory is gone, ENODEV while the
+    kernel is still tearing its files down."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENODEV):
+            raise
 
 
 def _read_int(path: str, default: int = 0) -> int:
@@ -272,7 +285,7 @@ class CgroupV1(Cgroup):
         wait_for(lambda: _read(state).strip() == "FROZEN", "freezer.state FROZEN")  # FREEZING meanwhile
 
     def thaw(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with _unless_removed():
             _write(os.path.join(self._dir("freezer"), "freezer.state"), "THAWED")
 
     def frozen(self) -> bool:
@@ -375,7 +388,7 @@ class CgroupV2(Cgroup):
         wait_for(self.frozen, "cgroup.events frozen 1")
 
     def thaw(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with _unless_removed():
             _write(f"{self.path}/cgroup.freeze", "0")
 
     def frozen(self) -> bool:
@@ -383,7 +396,7 @@ class CgroupV2(Cgroup):
 
     def kill_all(self) -> None:
         if os.path.exists(f"{self.path}/cgroup.kill"):  # Linux >= 5.14: atomic, frozen tasks included
-            with contextlib.suppress(FileNotFoundError):
+            with _unless_removed():
                 _write(f"{self.path}/cgroup.kill", "1")
             return
         super().kill_all()
