@@ -319,7 +319,10 @@ class Kernel(SyscallHandlers):
     def _loop(self) -> None:
         try:
             while self._running:
-                for key, mask in self._sel.select(TICK_S):
+                # wake for the next restart when it is due, not at the next tick (up to TICK_S late)
+                restart_at = self.supervisor.next_deadline()
+                wait = TICK_S if restart_at is None else min(TICK_S, max(0.0, restart_at - time.monotonic()))
+                for key, mask in self._sel.select(wait):
                     data = key.data
                     if data.__class__ is Connection:  # the hot case, without a callback indirection
                         if mask & selectors.EVENT_WRITE:
@@ -329,6 +332,9 @@ class Kernel(SyscallHandlers):
                     else:
                         data(key.fileobj, mask)
                 now = time.monotonic()
+                if restart_at is not None and now >= restart_at:
+                    for agent_id in self.supervisor.due(now):
+                        self._restart(agent_id)
                 if now - self._last_tick >= TICK_S:
                     self._last_tick = now
                     self._tick()
@@ -339,8 +345,6 @@ class Kernel(SyscallHandlers):
     def _tick(self) -> None:
         if self.trace is not None:
             self.trace.flush()
-        for agent_id in self.supervisor.due(time.monotonic()):
-            self._restart(agent_id)
         if self._unidentified and time.monotonic_ns() - self._unidentified[0].accepted_ns > IDENTIFY_WAIT_NS:
             self.launching += 1  # re-check everyone now; launched() gives up on the ones waited too long
             self.launched()

@@ -88,3 +88,44 @@ def test_clean_exit_is_not_restarted_under_on_failure_and_kill_cancels_backoff(
             c.call(Op.SPAWN, {"script": str(ok), "restart_policy": "sometimes"})["restart_policy"] == "never"
         )
         c.close()
+
+
+def test_a_restart_wakes_the_loop_at_its_deadline_not_at_the_next_tick(tmp_path, agent_dir, raw_client):
+    """The loop's poll timeout ends at the next restart's deadline, so a backoff of d seconds restarts
+    after d, not after up to d + TICK_S. Checked through what the loop asks of its selector (the end of
+    each wait, shorter than a tick), which does not depend on how noisy the machine is."""
+    from clove_gym.runtime.kernel import TICK_S
+
+    script = agent_dir / "crasher.py"
+    script.write_text(CRASHER)
+    script.chmod(0o644)
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        waits: list[tuple[float, float]] = []  # (when the wait ends, its timeout)
+        deadlines: list[float] = []
+        select, due = k._sel.select, k.supervisor.due
+
+        def recording_select(timeout=None):
+            waits.append((time.monotonic() + timeout, timeout))
+            return select(timeout)
+
+        def recording_due(now):
+            at = k.supervisor.next_deadline()
+            fired = due(now)
+            if fired:
+                deadlines.append(at)
+            return fired
+
+        k._sel.select, k.supervisor.due = recording_select, recording_due
+        c = raw_client(k.socket_path)
+        c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_RESTARTING", "AGENT_ESCALATED"]})
+        body = {"name": "crasher", "script": str(script), "restart_policy": "on-failure", "max_restarts": 1}
+        c.call(Op.SPAWN, body)
+        events = _events(c, 2)
+        assert [e["type"] for e in events] == ["AGENT_RESTARTING", "AGENT_ESCALATED"], events
+        assert len(deadlines) == 1
+        near = [(end, timeout) for end, timeout in list(waits) if abs(end - deadlines[0]) < TICK_S]
+        assert any(abs(end - deadlines[0]) < 0.002 and timeout < TICK_S for end, timeout in near), (
+            deadlines,
+            near,
+        )
+        c.close()
