@@ -89,11 +89,11 @@ class PlainProcess:
         return self.poll()
 
     def _signal_group(self, signo: int) -> None:
-        try:
-            signal.pidfd_send_signal(self.pidfd, signo) if self.pidfd >= 0 else None
+        """`signo` to the child's process group, the child included: as a session leader it cannot
+        leave the group, and until we reap it its pid (so the group id) cannot be reused. Sent once:
+        sending it through the pidfd as well delivered a handled signal twice."""
+        with contextlib.suppress(OSError):  # the group is gone
             os.killpg(self.pid, signo)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
 
     def pause(self) -> None:
         self._signal_group(signal.SIGSTOP)
