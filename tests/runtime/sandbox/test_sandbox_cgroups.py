@@ -34,6 +34,29 @@ def _state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def _fork_into(group: cgroups.Cgroup, child_stays: bool) -> tuple[int, int]:
+    """Fork a child that joins `group` through its join files and forks a sleeping grandchild; returns
+    (child, grandchild). The child sleeps too, or exits at once when `child_stays` is false."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for path in group.join_files:
+            with open(path, "w") as f:
+                f.write("0")
+        grandchild = os.fork()
+        if grandchild == 0:
+            time.sleep(30)
+            os._exit(0)
+        os.write(w, str(grandchild).encode())
+        if child_stays:
+            time.sleep(30)
+        os._exit(0)
+    os.close(w)
+    grandchild = int(os.read(r, 32))
+    os.close(r)
+    return pid, grandchild
+
+
 def test_v2_freeze_thaw_kill_and_remove_on_the_unified_hierarchy(sleeper) -> None:
     mount = cgroups.v2_mount()
     if mount is None:
@@ -115,22 +138,7 @@ def test_v1_a_forked_process_joins_every_hierarchy_through_tasks() -> None:
     try:
         group.create(Limits())
         assert [os.path.basename(p) for p in group.join_files] == ["tasks"] * len(group.dirs)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            for path in group.join_files:
-                with open(path, "w") as f:
-                    f.write("0")
-            grandchild = os.fork()
-            if grandchild == 0:
-                time.sleep(30)
-                os._exit(0)
-            os.write(w, str(grandchild).encode())
-            time.sleep(30)
-            os._exit(0)
-        os.close(w)
-        grandchild = int(os.read(r, 32))
-        os.close(r)
+        pid, grandchild = _fork_into(group, child_stays=True)
         assert sorted(group.pids()) == sorted([pid, grandchild])
         for member in (pid, grandchild):
             with open(f"/proc/{member}/cgroup") as f:
@@ -161,21 +169,7 @@ def test_v1_remove_reads_no_pid_list_of_an_empty_group_and_kills_stragglers(monk
 
         busy.create(Limits())
         dirs = list(busy.dirs)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # joins, leaves an orphan in the group (reaped by pid 1, not by us), exits
-            for path in busy.join_files:
-                with open(path, "w") as f:
-                    f.write("0")
-            orphan = os.fork()
-            if orphan == 0:
-                time.sleep(30)
-                os._exit(0)
-            os.write(w, str(orphan).encode())
-            os._exit(0)
-        os.close(w)
-        orphan = int(os.read(r, 32))
-        os.close(r)
+        pid, orphan = _fork_into(busy, child_stays=False)  # an orphan in the group, reaped by pid 1, not us
         os.waitpid(pid, 0)
         assert busy.pids() == [orphan]
         assert busy.remove(timeout=5.0)
