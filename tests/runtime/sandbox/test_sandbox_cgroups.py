@@ -4,6 +4,7 @@ unified v2 hierarchy (here without controllers, which still has cgroup.freeze an
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 import time
@@ -179,3 +180,27 @@ def test_v1_remove_reads_no_pid_list_of_an_empty_group_and_kills_stragglers(monk
     finally:
         empty.remove(timeout=0)
         busy.remove(timeout=0)
+
+
+def test_group_writes_treat_a_group_removed_meanwhile_as_gone(monkeypatch) -> None:
+    """The ENODEV window is too narrow to hit on demand, so the error is injected where the kernel
+    raises it: the write into the group's files. Any other error still propagates."""
+
+    def failing(code: int):
+        def write(path: str, value: str) -> None:
+            raise OSError(code, os.strerror(code), path)
+
+        return write
+
+    groups = [
+        cgroups.CgroupV1("clove-gym-test/never-created"),
+        cgroups.CgroupV2("clove-gym-test/never-created", "/nonexistent-cgroup2"),
+    ]
+    for group in groups:
+        for code in (errno.ENODEV, errno.ENOENT):
+            monkeypatch.setattr(cgroups, "_write", failing(code))
+            group.thaw()
+            group.kill_all()
+        monkeypatch.setattr(cgroups, "_write", failing(errno.EACCES))
+        with pytest.raises(PermissionError):
+            group.thaw()
