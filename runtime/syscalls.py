@@ -579,17 +579,49 @@ class SyscallHandlers:
             self._forget_agent(agent)
             return {"killed": True, "agent_id": agent.id, "success": True, "exit_code": None}
         self._unwatch(agent)
-        agent.state = "STOPPING"
+        before, agent.state = agent.state, "STOPPING"
 
-        def killed(status: int) -> dict[str, Any]:
+        def stop() -> int | Exception:
+            try:
+                return agent.proc.kill(5.0)
+            except Exception as exc:  # returned: killed() must still decide what the agent is now
+                return exc
+
+        def killed(status: int | Exception) -> dict[str, Any]:
+            if isinstance(status, Exception):
+                try:
+                    exited = agent.proc.poll()
+                except Exception:  # as broken as the kill: keep watching it
+                    exited = None
+                if exited is None:
+                    return self._kill_failed(agent, before, status)
+                status = exited  # it died and was released all the same
             self._forget_agent(agent)
             data = {"agent_id": agent.id, "name": agent.name, "killed_by": aid, "exit_code": status}
             self.emit("AGENT_EXITED", data)
             self.audit.log("AGENT_LIFECYCLE", "AGENT_KILLED", agent.id, data, agent_name=agent.name)
             return {"killed": True, "agent_id": agent.id, "success": True, "exit_code": status}
 
-        agent.proc.terminate()  # at once, from here: a worker thread only waits for the exit
-        return self.defer(conn, op, payload, lambda: agent.proc.kill(5.0), killed)
+        try:
+            agent.proc.terminate()  # at once, from here: a worker thread only waits for the exit
+        except Exception as exc:
+            return self._kill_failed(agent, before, exc)
+        return self.defer(conn, op, payload, stop, killed)
+
+    def _kill_failed(self: Kernel, agent: ManagedAgent, state: str, exc: Exception) -> dict[str, Any]:
+        """A KILL that raised before the agent was released must not lose it: it goes back under watch
+        (its exit, whenever it comes, is still noticed and reaped; a later KILL may try again), no longer
+        supervised (it was asked to end, so it is not restarted)."""
+        agent.state = state
+        self._watch(agent, self._on_agent_exit)
+        error = f"kill of agent {agent.id} ({agent.name}) failed: {type(exc).__name__}: {exc}"
+        self.audit.log("AGENT_LIFECYCLE", "AGENT_KILL_FAILED", agent.id, {"error": error}, success=False)
+        return {
+            "killed": False,
+            "agent_id": agent.id,
+            "success": False,
+            "error": f"{error}; it is still watched",
+        }
 
     def _forget_agent(self: Kernel, agent: ManagedAgent) -> None:
         self.agents.pop(agent.id, None)

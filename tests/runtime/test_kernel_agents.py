@@ -134,6 +134,53 @@ def test_stop_kills_every_agent(tmp_path, worker, raw_client):
     assert not os.path.exists(k.socket_path)
 
 
+def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client):
+    """A KILL whose signalling or waiting raises answers with the error, and the agent is not left
+    behind in STOPPING: it goes back under watch, so a later KILL works and its exit is still noticed,
+    without a restart (it was asked to end)."""
+
+    def broken_once(proc, name: str) -> None:
+        real = getattr(proc, name)
+
+        def fail(*args):
+            setattr(proc, name, real)
+            raise OSError(19, f"injected failure in {name}")
+
+        setattr(proc, name, fail)
+
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        c = raw_client(k.socket_path)
+        c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED", "AGENT_RESTARTING"]})
+        policy = {"script": worker, "sandboxed": False, "restart_policy": "always"}
+        a = c.call(Op.SPAWN, {"name": "a", **policy})
+        b = c.call(Op.SPAWN, {"name": "b", **policy})
+        for name in ("a", "b"):
+            _wait(lambda name=name: _registered(c, f"pid:{name}"))
+        # SIGTERM could not be sent: the agent runs on, as before, and a second KILL ends it
+        broken_once(k.agents[a["id"]].proc, "terminate")
+        failed = c.call(Op.KILL, {"name": "a"})
+        assert failed["success"] is False and failed["killed"] is False
+        assert "injected failure in terminate" in failed["error"] and "still watched" in failed["error"]
+        assert [x["state"] for x in c.call(Op.LIST, b"") if x["name"] == "a"] == ["RUNNING"]
+        assert psutil.Process(a["pid"]).status() != psutil.STATUS_ZOMBIE
+        assert c.call(Op.KILL, {"name": "a"})["killed"] is True
+        # SIGTERM went out, the wait raised: the agent dies of the SIGTERM and its exit is reported
+        broken_once(k.agents[b["id"]].proc, "kill")
+        failed = c.call(Op.KILL, {"name": "b"})
+        assert failed["success"] is False and "injected failure in kill" in failed["error"]
+        events: list = []
+        _wait(lambda: events.extend(c.call(Op.POLL_EVENTS, {})["events"]) or len(events) >= 2)
+        assert [(e["type"], e["data"]["name"]) for e in events] == [
+            ("AGENT_EXITED", "a"),
+            ("AGENT_EXITED", "b"),
+        ]
+        _wait(lambda: c.call(Op.LIST, b"") == [])
+        time.sleep(0.3)  # a restart would come after ~0.1 s of backoff
+        assert c.call(Op.POLL_EVENTS, {})["events"] == [] and c.call(Op.LIST, b"") == []
+        assert not psutil.pid_exists(b["pid"])
+        c.close()
+
+
 @pytest.mark.parametrize("sandboxed", [False, True])
 def test_spawn_log_captures_agent_output(connect, agent_dir, sandboxed):
     script = agent_dir / "talk.py"
