@@ -27,7 +27,9 @@ class KernelProcessError(RuntimeError):
 
 
 class KernelProcess:
-    """`python -m clove_gym.benchmarks.bench_server` as a context manager."""
+    """`python -m clove_gym.benchmarks.bench_server` as a context manager. The kernel stops (SIGTERM, its
+    clean shutdown: agents killed, zygote and cgroups gone) when the thread that started it dies, so a
+    benchmark killed midway leaves no kernel behind; start it from a thread that outlives its use."""
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class KernelProcess:
         timeout: float = 30.0,
     ) -> None:
         argv = [sys.executable, "-m", "clove_gym.benchmarks.bench_server", "--socket", socket_path]
+        argv += ["--parent", str(os.getpid())]
         argv += ["--cpu", str(cpu)] if cpu is not None else []
         argv += ["--trace", trace_path] if trace_path else []
         argv += ["--audit", audit_path] if audit_path else []
@@ -111,7 +114,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace")
     parser.add_argument("--audit")
     parser.add_argument("--python-plane", action="store_true", help="use the pure-Python data plane")
+    parser.add_argument("--parent", type=int, help="stop when this process (the starting thread) dies")
     args = parser.parse_args(argv)
+    kernel: Any = None
+    asked = False
+
+    def stop(_signo: int, _frame: Any) -> None:
+        nonlocal asked
+        asked = True  # before the kernel exists: asked of it once it does
+        if kernel is not None:
+            kernel.request_stop()
+
+    for signo in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signo, stop)
+    if args.parent is not None:
+        from clove_gym.runtime.sandbox.syscalls import PR_SET_PDEATHSIG, prctl
+
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != args.parent:  # it died before the prctl took effect
+            print(f"error: parent process {args.parent} is gone", file=sys.stderr)
+            return 1
     if args.cpu is not None:  # before any thread exists, so every kernel thread inherits it
         os.sched_setaffinity(0, {args.cpu})
     from clove_gym.runtime.kernel import Kernel, KernelError
@@ -124,9 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KernelError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-
-    for signo in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signo, lambda _signo, _frame: kernel.request_stop())
+    if asked:
+        kernel.request_stop()  # serve_forever() then only cleans up
     print(json.dumps({"pid": os.getpid(), "native": kernel.native, "socket": args.socket}), flush=True)
     started = time.monotonic()
     kernel.serve_forever()

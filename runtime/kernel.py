@@ -200,6 +200,7 @@ class Kernel(SyscallHandlers):
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._running = False
+        self._stop_requested = False
         self._stopped = threading.Event()
         self._started = time.monotonic()
         self._last_tick = 0.0
@@ -246,11 +247,12 @@ class Kernel(SyscallHandlers):
     def serve_forever(self) -> None:
         if self._listener is None:
             self.bind()
-        self._running = True
+        self._running = not self._stop_requested  # a stop asked before serving (a signal) is kept
         self._loop()
 
     def request_stop(self) -> None:
         """Ask the loop to stop after its current iteration; safe from a signal handler."""
+        self._stop_requested = True
         self._running = False
         self._wake()
 
