@@ -4,8 +4,14 @@ the crash scenario's comparison included, bad arguments refused with a message n
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from clove_gym.benchmarks import isolation_bench
 from clove_gym.benchmarks.cli import main
@@ -119,3 +125,53 @@ def test_non_integer_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str
         main(["bench", "isolation", "--agents", "many"])
     assert exc.value.code == 2
     assert "--agents" in capsys.readouterr().err
+
+
+def _cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:  # exited meanwhile
+        return ""
+
+
+def test_sigterm_mid_run_stops_the_kernel_and_agents_and_writes_nothing(tmp_path: Path) -> None:
+    """A benchmark ended by SIGTERM (a CI timeout) unwinds like Ctrl-C: its kernel process, zygote and
+    agents are gone, its temp dir is removed, no report is written, and it says so in one line."""
+    bench = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clove_gym.benchmarks.cli",
+            "bench",
+            "isolation",
+            "--quick",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        kernel = None
+        while kernel is None and time.monotonic() < deadline:
+            kids = psutil.Process(bench.pid).children(recursive=True)
+            kernel = next((p for p in kids if "bench_server" in _cmdline(p)), None)
+            time.sleep(0.05)
+        assert kernel is not None, "the benchmark never started its kernel"
+        while len(kernel.children(recursive=True)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # its zygote, and the zygote's warm slots or agents
+        tree = [kernel, *kernel.children(recursive=True)]  # setup processes come and go meanwhile
+        assert any("zygote" in _cmdline(p) for p in tree[1:]), f"no sandbox started: {tree}"
+        workdir = os.path.dirname(kernel.cmdline()[kernel.cmdline().index("--socket") + 1])
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(30) == 130
+        _gone, alive = psutil.wait_procs(tree, timeout=15)
+        assert alive == [], f"left running: {[(p.pid, p.name()) for p in alive]}"
+        assert not os.path.exists(workdir)
+        assert list(tmp_path.iterdir()) == []
+        assert "bench isolation: interrupted" in bench.stderr.read().decode()  # type: ignore[union-attr]
+    finally:
+        bench.kill()
+        bench.wait(10)
+        bench.stderr.close()  # type: ignore[union-attr]
