@@ -615,7 +615,14 @@ class SyscallHandlers:
         agent.state = state
         self._watch(agent, self._on_agent_exit)
         error = f"kill of agent {agent.id} ({agent.name}) failed: {type(exc).__name__}: {exc}"
-        self.audit.log("AGENT_LIFECYCLE", "AGENT_KILL_FAILED", agent.id, {"error": error}, success=False)
+        self.audit.log(
+            "AGENT_LIFECYCLE",
+            "AGENT_KILL_FAILED",
+            agent.id,
+            {"error": error},
+            success=False,
+            agent_name=agent.name,
+        )
         return {
             "killed": False,
             "agent_id": agent.id,
