@@ -151,7 +151,7 @@ def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client):
     with Kernel(str(tmp_path / "k.sock")) as k:
         c = raw_client(k.socket_path)
         c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED", "AGENT_RESTARTING"]})
-        policy = {"script": worker, "sandboxed": False, "restart_policy": "always"}
+        policy = {"script": worker, "sandboxed": False, "restart_policy": "always", "backoff_initial": 0.1}
         a = c.call(Op.SPAWN, {"name": "a", **policy})
         b = c.call(Op.SPAWN, {"name": "b", **policy})
         for name in ("a", "b"):
@@ -175,7 +175,7 @@ def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client):
             ("AGENT_EXITED", "b"),
         ]
         _wait(lambda: c.call(Op.LIST, b"") == [])
-        time.sleep(0.3)  # a restart would come after ~0.1 s of backoff
+        time.sleep(0.3)  # a restart would be announced at once and come after ~0.1 s of backoff
         assert c.call(Op.POLL_EVENTS, {})["events"] == [] and c.call(Op.LIST, b"") == []
         assert not psutil.pid_exists(b["pid"])
         c.close()
