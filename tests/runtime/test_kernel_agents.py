@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 import time
 
@@ -164,15 +165,20 @@ def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client):
         assert [x["state"] for x in c.call(Op.LIST, b"") if x["name"] == "a"] == ["RUNNING"]
         assert psutil.Process(a["pid"]).status() != psutil.STATUS_ZOMBIE
         assert c.call(Op.KILL, {"name": "a"})["killed"] is True
-        # SIGTERM went out, the wait raised: the agent dies of the SIGTERM and its exit is reported
-        broken_once(k.agents[b["id"]].proc, "kill")
+        # the wait raised before a signal went out: the agent runs on, watched; when it ends by itself its
+        # exit is reported, and it is not restarted although its policy is "always"
+        proc = k.agents[b["id"]].proc
+        proc.terminate = lambda: None
+        broken_once(proc, "kill")
         failed = c.call(Op.KILL, {"name": "b"})
         assert failed["success"] is False and "injected failure in kill" in failed["error"]
+        assert [x["state"] for x in c.call(Op.LIST, b"") if x["name"] == "b"] == ["RUNNING"]
+        c.call(Op.SEND, {"to_name": "b", "message": "quit"})
         events: list = []
         _wait(lambda: events.extend(c.call(Op.POLL_EVENTS, {})["events"]) or len(events) >= 2)
-        assert [(e["type"], e["data"]["name"]) for e in events] == [
-            ("AGENT_EXITED", "a"),
-            ("AGENT_EXITED", "b"),
+        assert [(e["type"], e["data"]["name"], e["data"]["exit_code"]) for e in events] == [
+            ("AGENT_EXITED", "a", 128 + signal.SIGTERM),
+            ("AGENT_EXITED", "b", 0),
         ]
         _wait(lambda: c.call(Op.LIST, b"") == [])
         time.sleep(0.3)  # a restart would be announced at once and come after ~0.1 s of backoff
