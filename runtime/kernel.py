@@ -20,9 +20,11 @@ import queue
 import selectors
 import socket
 import struct
+import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -204,7 +206,13 @@ class Kernel(SyscallHandlers):
         self._stopped = threading.Event()
         self._started = time.monotonic()
         self._last_tick = 0.0
-        self.stats = {"connections": 0, "syscalls_slow": 0, "protocol_errors": 0, "throttled": 0}
+        self.stats = {
+            "connections": 0,
+            "syscalls_slow": 0,
+            "protocol_errors": 0,
+            "throttled": 0,
+            "internal_errors": 0,
+        }
         self._init_handlers()
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -326,20 +334,31 @@ class Kernel(SyscallHandlers):
                 wait = TICK_S if restart_at is None else min(TICK_S, max(0.0, restart_at - time.monotonic()))
                 for key, mask in self._sel.select(wait):
                     data = key.data
-                    if data.__class__ is Connection:  # the hot case, without a callback indirection
-                        if mask & selectors.EVENT_WRITE:
-                            self._flush(data)
-                        if mask & selectors.EVENT_READ and not data.closed:
-                            self._read(data)
-                    else:
-                        data(key.fileobj, mask)
+                    try:  # free unless it raises (3.11): one failing event must not end every agent
+                        if data.__class__ is Connection:  # the hot case, without a callback indirection
+                            if mask & selectors.EVENT_WRITE:
+                                self._flush(data)
+                            if mask & selectors.EVENT_READ and not data.closed:
+                                self._read(data)
+                        else:
+                            data(key.fileobj, mask)
+                    except Exception:
+                        self._internal_error(f"handling fd {key.fd}")
+                        if data.__class__ is Connection:  # in an unknown state: its client sees EOF
+                            try:
+                                self._close(data)
+                            except Exception:
+                                self._internal_error(f"closing fd {key.fd}")
                 now = time.monotonic()
-                if restart_at is not None and now >= restart_at:
-                    for agent_id in self.supervisor.due(now):
-                        self._restart(agent_id)
-                if now - self._last_tick >= TICK_S:
-                    self._last_tick = now
-                    self._tick()
+                try:
+                    if restart_at is not None and now >= restart_at:
+                        for agent_id in self.supervisor.due(now):
+                            self._restart(agent_id)
+                    if now - self._last_tick >= TICK_S:
+                        self._last_tick = now
+                        self._tick()
+                except Exception:
+                    self._internal_error("a restart or the periodic tick")
         finally:
             self._shutdown()
             self._stopped.set()
@@ -370,7 +389,18 @@ class Kernel(SyscallHandlers):
                 job = self._completions.get_nowait()
             except queue.Empty:
                 return
-            job()
+            try:
+                job()
+            except Exception:
+                self._internal_error(f"a job from a worker thread ({getattr(job, '__qualname__', job)})")
+
+    def _internal_error(self, where: str) -> None:
+        """A bug reached the loop: say so loudly on stderr, count it, and keep serving the other agents
+        (their syscalls already get an internal-error reply for a failing handler; this covers the rest:
+        agent exits, deferred completions, reads and writes)."""
+        self.stats["internal_errors"] += 1
+        print(f"clove-gym kernel: internal error in {where}; still serving", file=sys.stderr)
+        traceback.print_exc()
 
     def call_soon(self, job: Callable[[], None]) -> None:
         """Run `job` on the kernel thread (thread-safe)."""

@@ -4,8 +4,10 @@ SIGKILL recovery, and socket ownership. A witness connection must be answered co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import selectors
 import socket
 import time
 from pathlib import Path
@@ -233,3 +235,42 @@ def test_replay_cannot_act_as_another_agent(kernel: KernelProcess) -> None:
         _op, got = bob.call(encode_frame(0, Op.RECV, b'{"max": 10}'))
         forged_msgs = [m for m in json.loads(got)["messages"] if m["from"] == victim.agent_id]
         assert not forged_msgs, f"mallory sent as agent {victim.agent_id} through REPLAY_START ({reply!r})"
+
+
+def test_a_bug_in_one_event_is_reported_and_the_kernel_serves_on(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A handler that raises outside a syscall (a worker's completion, a watched fd's callback, a
+    connection's read) must not end the loop, and with it every agent: it is reported on stderr and
+    counted, a connection it hit is closed, and the kernel serves on."""
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        k.call_soon(lambda: 1 / 0)
+        r, w = os.pipe()
+        k.call_soon(
+            lambda: k._sel.register(r, selectors.EVENT_READ, lambda _f, _m: [os.read(r, 1), [].pop()])
+        )
+        os.write(w, b"x")
+        read = k._read
+
+        def read_once_broken(conn) -> None:
+            k._read = read
+            raise RuntimeError("injected failure reading a connection")
+
+        with FrameConn(k.socket_path) as good:
+            good.call(NOOP)
+            k._read = read_once_broken
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bad:
+                bad.connect(k.socket_path)
+                bad.sendall(NOOP)
+                bad.settimeout(5.0)
+                with contextlib.suppress(ConnectionResetError):  # closed with the frame unread
+                    assert bad.recv(64) == b"", "the connection whose read raised was not closed"
+            k.call_soon(lambda: k._sel.unregister(r))
+            good.call(NOOP)
+        _witness_ok(k.socket_path)
+        assert k.stats["internal_errors"] >= 3
+        os.close(r)
+        os.close(w)
+    err = capfd.readouterr().err
+    assert "internal error in a job from a worker thread" in err and "ZeroDivisionError" in err
+    assert "IndexError" in err and "injected failure reading a connection" in err
