@@ -394,13 +394,17 @@ class Kernel(SyscallHandlers):
             except Exception:
                 self._internal_error(f"a job from a worker thread ({getattr(job, '__qualname__', job)})")
 
-    def _internal_error(self, where: str) -> None:
+    def _internal_error(self, where: str, exc: BaseException | None = None) -> None:
         """A bug reached the loop: say so loudly on stderr, count it, and keep serving the other agents
         (their syscalls already get an internal-error reply for a failing handler; this covers the rest:
-        agent exits, deferred completions, reads and writes)."""
+        agent exits, deferred completions, reads and writes). `exc`: the error, unless it is the one
+        being handled."""
         self.stats["internal_errors"] += 1
         print(f"clove-gym kernel: internal error in {where}; still serving", file=sys.stderr)
-        traceback.print_exc()
+        if exc is None:
+            traceback.print_exc()
+        else:
+            traceback.print_exception(exc)
 
     def call_soon(self, job: Callable[[], None]) -> None:
         """Run `job` on the kernel thread (thread-safe)."""

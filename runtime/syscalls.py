@@ -639,14 +639,33 @@ class SyscallHandlers:
 
     def _on_agent_exit(self: Kernel, agent: ManagedAgent) -> None:
         self._unwatch(agent)
-        status = agent.proc.poll()
+        try:
+            status = agent.proc.poll()
+        except Exception:  # waited for below instead: the agent must not be lost
+            self._internal_error(f"polling the exit of agent {agent.id} ({agent.name})")
+            status = None
         if status is None:  # exited, but not yet reaped and released: wait for that off the loop
             proc = agent.proc
             self.defer(
-                None, Op.SPAWN, b"", lambda: proc.wait(5.0), lambda s: self._agent_exited(agent, proc, s)
+                None,
+                Op.SPAWN,
+                b"",
+                lambda: self._released(proc),
+                lambda s: self._agent_exited(agent, proc, s),
             )
             return
         self._agent_exited(agent, agent.proc, status)
+
+    def _released(self: Kernel, proc: Any) -> int | None:
+        """On a worker: the exit status once the agent is released, or None to be asked again (after a
+        pause when the wait raised, so a lasting fault is retried each second, not in a busy loop)."""
+        try:
+            return proc.wait(5.0)
+        except Exception as exc:
+            err = exc  # `exc` is unbound once the handler ends
+            self.call_soon(lambda: self._internal_error(f"waiting for the release of pid {proc.pid}", err))
+            time.sleep(1.0)
+            return None
 
     def _agent_exited(self: Kernel, agent: ManagedAgent, proc: Any, status: int | None) -> None:
         if self.agents.get(agent.id) is not agent or agent.proc is not proc or agent.state == "STOPPING":

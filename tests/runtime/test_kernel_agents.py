@@ -187,6 +187,32 @@ def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client):
         c.close()
 
 
+def test_an_exit_whose_poll_and_wait_raise_is_still_reported(tmp_path, worker, raw_client, capfd):
+    """The loop's exit handler must not lose an agent when noticing its exit raises: the poll's failure
+    is reported and the release waited for on a worker; a failing wait is retried a second later."""
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        c = raw_client(k.socket_path)
+        c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED"]})
+        a = c.call(Op.SPAWN, {"name": "a", "script": worker, "sandboxed": False})
+        _wait(lambda: _registered(c, "pid:a"))
+        proc = k.agents[a["id"]].proc
+        for name in ("poll", "wait"):
+            real = getattr(proc, name)
+
+            def fail(*args, name=name, real=real):
+                setattr(proc, name, real)
+                raise OSError(5, f"injected failure in {name}")
+
+            setattr(proc, name, fail)
+        c.call(Op.SEND, {"to_name": "a", "message": "quit"})
+        events = _wait(lambda: c.call(Op.POLL_EVENTS, {})["events"], timeout=10.0)
+        assert [(e["type"], e["data"]["exit_code"]) for e in events] == [("AGENT_EXITED", 0)]
+        assert c.call(Op.LIST, b"") == [] and k.stats["internal_errors"] == 2
+        c.close()
+    err = capfd.readouterr().err
+    assert "injected failure in poll" in err and "injected failure in wait" in err
+
+
 @pytest.mark.parametrize("sandboxed", [False, True])
 def test_spawn_log_captures_agent_output(connect, agent_dir, sandboxed):
     script = agent_dir / "talk.py"
