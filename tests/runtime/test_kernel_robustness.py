@@ -274,3 +274,15 @@ def test_a_bug_in_one_event_is_reported_and_the_kernel_serves_on(
     err = capfd.readouterr().err
     assert "internal error in a job from a worker thread" in err and "ZeroDivisionError" in err
     assert "IndexError" in err and "injected failure reading a connection" in err
+
+
+def test_a_stop_asked_before_serving_is_kept(tmp_path) -> None:
+    """A signal that arrives between bind() and serve_forever() must not be overwritten by the start
+    of serving: serve_forever() returns at once and cleans up."""
+    k = Kernel(str(tmp_path / "k.sock"))
+    k.bind()
+    k.request_stop()
+    t0 = time.monotonic()
+    k.serve_forever()
+    assert time.monotonic() - t0 < 2.0
+    assert not os.path.exists(k.socket_path)
