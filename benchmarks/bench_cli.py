@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
+
+from clove_gym.benchmarks.interrupts import EXIT_INTERRUPTED, sigterm_as_interrupt
 
 DEFAULT_OUT = "reports/bench"
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -92,26 +90,18 @@ BENCHES: list[Bench] = [
 ]
 
 
-def _sigterm_as_interrupt(_signo: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def _interruptible(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the benchmark's with-blocks stop its kernel
     process and agents and remove its temp dirs; either ends in one line and exit 130, not a traceback.
     Reports are written whole at the end (temp file + rename), so none is left half-written."""
 
     def run_interruptibly(args: argparse.Namespace) -> int:
-        main_thread = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main_thread else None
         try:
-            return run(args)
+            with sigterm_as_interrupt():
+                return run(args)
         except KeyboardInterrupt:
             print(f"bench {args.bench_command}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGTERM, old)
 
     return run_interruptibly
 

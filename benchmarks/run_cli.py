@@ -6,20 +6,18 @@ Exit status: 0 when every task run passed, 1 when any did not, 2 on bad argument
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
+from clove_gym.benchmarks.interrupts import EXIT_INTERRUPTED, sigterm_as_interrupt
 from clove_gym.benchmarks.suite import DEFAULT_SUITE, SUITES
 from clove_gym.benchmarks.suite.options import LLM_MODES, RunOptions, resolve_llm
 from clove_gym.benchmarks.suite.task import Task
 from rich.console import Console
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,10 +103,6 @@ def _console(stream: TextIO) -> Console:
     return console if console.is_terminal else Console(file=stream, width=160)
 
 
-def _sigterm_as_interrupt(_signo: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run_suite(args: argparse.Namespace) -> int:
     out, err = _console(sys.stdout), _console(sys.stderr)
     if args.list:
@@ -128,29 +122,25 @@ def run_suite(args: argparse.Namespace) -> int:
     options = RunOptions(repeat=args.repeat, timeout_s=args.timeout, llm=args.llm, scheduler=args.scheduler)
     console = err if args.json else out  # with --json, stdout carries only the JSON
     progress = ConsoleProgress(console, total=len(tasks) * args.repeat, repeat=args.repeat)
-    main_thread = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main_thread else None
     report = None
-    try:
-        started = datetime.now(UTC)
-        report = ReportDir(args.out, suite.name, started)
-        run = Runner(suite, tasks, options, report.staging, progress, started).run()
-        progress.close()
-        final = write_report(run, report)
-    except (Exception, KeyboardInterrupt) as exc:  # the run itself absorbs Ctrl-C; this is set-up/report
-        progress.close()
-        if report is not None:
-            report.discard()
-        if isinstance(exc, KeyboardInterrupt):
-            err.print("interrupted before the report was complete: nothing was written", highlight=False)
-            return EXIT_INTERRUPTED
-        err.print(
-            f"error: the suite could not run: {type(exc).__name__}: {exc}", highlight=False, markup=False
-        )
-        return EXIT_FAILED
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_term)
+    with sigterm_as_interrupt():
+        try:
+            started = datetime.now(UTC)
+            report = ReportDir(args.out, suite.name, started)
+            run = Runner(suite, tasks, options, report.staging, progress, started).run()
+            progress.close()
+            final = write_report(run, report)
+        except (Exception, KeyboardInterrupt) as exc:  # the run itself absorbs Ctrl-C; this is set-up/report
+            progress.close()
+            if report is not None:
+                report.discard()
+            if isinstance(exc, KeyboardInterrupt):
+                err.print("interrupted before the report was complete: nothing was written", highlight=False)
+                return EXIT_INTERRUPTED
+            err.print(
+                f"error: the suite could not run: {type(exc).__name__}: {exc}", highlight=False, markup=False
+            )
+            return EXIT_FAILED
     if args.json:
         sys.stdout.write((final / RESULTS_JSON).read_text())
     else:
