@@ -123,6 +123,9 @@ class Zygote:
         self.slot_failures = 0
         self.doomed: list[cgroups.Cgroup] = []  # groups to remove once their zombies are reaped
         self.setups: set[int] = set()  # stage-1 processes (they exit once init is forked)
+        # inits handed their plan but not yet reported spawned -> exit status if reaped meanwhile:
+        # a quick agent can end while its spawn is still being read, and its exit must not be lost
+        self.pending: dict[int, int | None] = {}
         self.serial = itertools.count()
         self.seccomp: bytes | None = None
         compat = str(Path(__file__).resolve().parents[1] / "_compat")  # our clove_sdk; a real one wins
@@ -200,6 +203,8 @@ class Zygote:
                 self.setups.discard(info.si_pid)
             elif info.si_pid in self.inits:
                 self.exited(info.si_pid, self.inits.pop(info.si_pid), status)
+            elif info.si_pid in self.pending:
+                self.pending[info.si_pid] = status  # reported by _finish, after the spawn
             for slot in list(self.slots.values()):
                 if slot.init_pid == info.si_pid:  # a waiting slot died: never hand it out
                     self.drop_slot(slot, kill=False)
@@ -218,9 +223,12 @@ class Zygote:
         send(self.control, {"op": "exit", "pid": pid, "status": status, "oom_kills": oom_kills})
 
     def wake(self) -> None:
+        self.drain_wake()
+        self.reap()
+
+    def drain_wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self.wake_r, 4096)
-        self.reap()
 
     # -- warm slots -------------------------------------------------------------------------------
     def refill(self) -> None:
@@ -339,11 +347,13 @@ class Zygote:
         pid = slot.init_pid
         assert pid is not None
         trees: list[int] = []
+        pidfd = -1
         try:
             if group is not None:
                 group.rename(plan["cgroup_rel"])
                 applied = group.set_limits(limits)
             pidfd = os.pidfd_open(pid)
+            self.pending[pid] = None  # from here on, an exit reaped during the spawn is kept
             for member in slot_pids(pid, group):  # back to normal priority before it runs the agent
                 with contextlib.suppress(ProcessLookupError):
                     os.setpriority(os.PRIO_PROCESS, member, 0)
@@ -360,8 +370,11 @@ class Zygote:
             self.starting(pid)
         except OSError:
             slot.sock.close()
+            self.pending.pop(pid, None)
+            if pidfd >= 0:
+                os.close(pidfd)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)  # still unreaped: no reap ran since the slot was taken
             if group is not None:
                 group.remove()
             raise
@@ -391,19 +404,44 @@ class Zygote:
             os.close(status_w)
             os.close(stdio[0])
         self.setups.add(setup_pid)
+        pidfd = -1
+        deferred = False  # an exit woke us before init's pid was read: reaped once it is known
+        failed: list[str] = []
+
+        def on_wake() -> None:
+            nonlocal deferred
+            if pidfd >= 0:
+                self.wake()
+            else:  # init's pid is not read yet: were setup and init both gone, a reap now would take
+                # init for a stranger, losing its exit and its pid before pidfd_open
+                self.drain_wake()
+                deferred = True
 
         def pid_line(line: str) -> None:
-            if line.startswith("pid "):
-                self.starting(int(line[4:]))
+            nonlocal pidfd, deferred
+            if not line.startswith("pid ") or pidfd >= 0:
+                return
+            pid = int(line[4:])
+            try:
+                pidfd = os.pidfd_open(pid)  # init is at worst a zombie: nothing was reaped since
+            except OSError as exc:
+                failed.append(f"error pidfd_open of init {pid}: {exc}")
+                return
+            self.pending[pid] = None
+            self.starting(pid)
+            if deferred:
+                deferred = False
+                self.reap()
 
-        lines = read_status(status_r, wake=(self.wake_r, self.wake), on_line=pid_line)
+        lines = read_status(status_r, wake=(self.wake_r, on_wake), on_line=pid_line)
         os.close(status_r)
         with contextlib.suppress(ChildProcessError):  # unless reap() got it meanwhile
             os.waitpid(setup_pid, 0)  # after this, init has been reparented to us
         self.setups.discard(setup_pid)
         pid = next((int(line[4:]) for line in lines if line.startswith("pid ")), None)
-        pidfd = os.pidfd_open(pid) if pid is not None else -1
-        self._finish(plan, lines, pid, pidfd, group, applied, warm=False)
+        self._finish(plan, [*lines, *failed], pid, pidfd, group, applied, warm=False)
+        if deferred:  # no pid came: whatever exited meanwhile is someone else's
+            self.reap()
 
     def starting(self, pid: int) -> None:
         """Tell the launcher the pid of the init about to start the agent, before the agent runs: the
@@ -422,8 +460,9 @@ class Zygote:
         warm: bool,
     ) -> None:
         errors = [line[6:] for line in lines if line.startswith("error ")]
+        early = self.pending.pop(pid, None) if pid is not None else None  # exit reaped meanwhile
         if pid is None or errors:
-            if pid is not None:
+            if pid is not None and early is None:  # not reaped yet, so the pid is still init's
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 with contextlib.suppress(ChildProcessError):
@@ -444,6 +483,8 @@ class Zygote:
             send(self.control, reply, [pidfd])
         finally:
             os.close(pidfd)
+        if early is not None:  # the agent ran and ended before its spawn was reported: now its exit
+            self.exited(pid, self.inits.pop(pid), early)
 
     def shutdown(self) -> None:
         """The launcher is gone: kill every agent tree and slot, reap, remove their cgroups and the
@@ -461,6 +502,12 @@ class Zygote:
             if group is not None:
                 group.remove()
         self.inits.clear()
+        for pid, status in self.pending.items():  # a spawn cut short by the launcher's exit
+            if status is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass

@@ -683,6 +683,78 @@ def test_warm_slots_wait_at_low_priority_and_agents_run_at_normal(runner) -> Non
         assert seen == [b"0", b"0"]
 
 
+# Preloaded by the zygote: before it reads the status of a spawn on the path named in CLOVE_TEST_LATE_REAP
+# (cold or warm), wait until the agent has ended (its init is a zombie, and setup too on the cold path)
+# and run the wake-up handler, as when the zygote is descheduled with a SIGCHLD pending at the worst
+# moment. Writes what it saw to the file in CLOVE_TEST_LATE_REAP_SEEN.
+_LATE_REAP = """
+import os, time
+from clove_gym.runtime.sandbox import zygote
+
+_real = zygote.read_status
+
+
+def _zombies():
+    n = 0
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            for pid in f.read().split():
+                try:
+                    with open(f"/proc/{pid}/stat") as s:
+                        n += s.read().rsplit(")", 1)[1].split()[0] == "Z"
+                except OSError:
+                    pass
+    return n
+
+
+def read_status(sock, timeout=zygote.SPAWN_TIMEOUT, wake=None, on_line=None):
+    cold = on_line is not None
+    if cold != (os.environ["CLOVE_TEST_LATE_REAP"] == "cold"):
+        return _real(sock, timeout, wake, on_line)
+    want = 2 if cold else 1
+    deadline = time.monotonic() + 10
+    while _zombies() < want and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with open(os.environ["CLOVE_TEST_LATE_REAP_SEEN"], "a") as f:
+        f.write(f"{want} {_zombies()}\\n")
+    wake[1]()
+    return _real(sock, timeout, wake, on_line)
+
+
+zygote.read_status = read_status
+"""
+
+
+@pytest.mark.parametrize("pool_size", [0, 1], ids=["cold", "warm"])
+def test_an_agent_that_ends_before_its_spawn_is_read_is_reported(
+    tmp_path, monkeypatch, pool_size: int
+) -> None:
+    """A quick agent can end, and its exit wake the zygote, before the zygote has read its spawn's
+    status. Reaping then must neither lose init's pid (cold: the spawn failed with ESRCH) nor its exit
+    (warm: the exit never came, and wait() gave a made-up 137 after 5 s)."""
+    (tmp_path / "clove_late_reap.py").write_text(_LATE_REAP)
+    seen = tmp_path / "seen"
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    monkeypatch.setenv("CLOVE_TEST_LATE_REAP", "warm" if pool_size else "cold")
+    monkeypatch.setenv("CLOVE_TEST_LATE_REAP_SEEN", str(seen))
+    preload = ("clove_late_reap",)
+    with Launcher(root_cgroup_name="clove-gym-test", pool_size=pool_size, preload=preload) as launcher:
+        for attempt in range(20):  # warm: cold spawns (as they come) until a slot is ready
+            spec = SpawnSpec(attempt + 1, f"late{attempt}", [sys.executable, "-c", "pass"], {}, None)
+            agent = launcher.spawn(spec)
+            assert agent.wait(10) == 0
+            if agent.isolation["warm_slot"] == bool(pool_size):
+                break
+            time.sleep(0.2)
+        assert agent.isolation["warm_slot"] == bool(pool_size)
+        assert launcher._agents == {} and launcher._statuses == {}
+    (line,) = seen.read_text().splitlines()  # the spawn on the path under test was the late one
+    want, zombies = line.split()
+    assert int(zombies) >= int(want), "the agent had not ended when the zygote reaped"
+
+
 def test_spawn_kill_and_poll_from_several_threads(runner) -> None:
     launcher = runner.launcher
     script = runner.script("import time\ntime.sleep(30)\n")
