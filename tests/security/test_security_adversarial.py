@@ -156,22 +156,30 @@ def test_cpu_hog_held_to_its_quota(runner, sibling) -> None:
     try:
         assert os.read(out, 10).startswith(b"go")
         time.sleep(0.3)
-        before, t0 = hog.metrics()["cpu"], time.monotonic()
-        time.sleep(2.0)
-        after, t1 = hog.metrics()["cpu"], time.monotonic()
-        share = (after["usage_usec"] - before["usage_usec"]) / 1e6 / (t1 - t0)
-        throttled = after["nr_throttled"] - before["nr_throttled"]
+        shares = []
+        # 2 s windows: each must hold the hog under its quota; one (of up to 3) must show it reaching
+        # the quota: a burst of other work on this shared 2-core machine can starve a single window
+        for _window in range(3):
+            before, t0 = hog.metrics()["cpu"], time.monotonic()
+            time.sleep(2.0)
+            after, t1 = hog.metrics()["cpu"], time.monotonic()
+            share = (after["usage_usec"] - before["usage_usec"]) / 1e6 / (t1 - t0)
+            throttled = after["nr_throttled"] - before["nr_throttled"]
+            shares.append(share)
+            print(
+                f"\ncpu hog: measured share {share:.3f} of one CPU for a quota of {quota:.2f} "
+                f"({share / quota:.0%} of quota), throttled in {throttled} periods; "
+                f"load {os.getloadavg()[0]:.1f}"
+            )
+            assert share <= quota * 1.2, "the quota did not hold the hog"
+            assert throttled > 0
+            if share >= quota * 0.8:
+                break
         beats = sibling.assert_healthy()
-        print(
-            f"\ncpu hog: measured share {share:.3f} of one CPU for a quota of {quota:.2f} "
-            f"({share / quota:.0%} of quota), throttled in {throttled} periods; load {os.getloadavg()[0]:.1f}; "
-            f"sibling beats {beats}"
-        )
-        assert share <= quota * 1.2, "the quota did not hold the hog"
-        assert throttled > 0
-        # below the quota only when the shared 2-core machine is saturated by others
-        assert share >= quota * 0.8 or os.getloadavg()[0] > os.cpu_count(), (
-            f"share {share:.3f} far below quota"
+        print(f"sibling beats {beats}")
+        # below the quota in every window only when the machine is saturated by others
+        assert max(shares) >= quota * 0.8 or os.getloadavg()[0] > os.cpu_count(), (
+            f"shares {[round(s, 3) for s in shares]} far below the quota {quota}"
         )
     finally:
         hog.kill(timeout=0)
