@@ -701,10 +701,7 @@ class Kernel(SyscallHandlers):
                 except Exception as exc:
                     response = {"success": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
             if conn is not None:
-                conn.busy = False
-                self._complete(conn, opcode, payload, response, t0, queue_ns)
-                if not conn.closed:
-                    self._pump(conn)
+                self._answer_deferred(conn, opcode, payload, response, t0, queue_ns)
 
         def run() -> None:
             try:
@@ -728,13 +725,28 @@ class Kernel(SyscallHandlers):
         conn.busy = True
 
         def finish(response: Any) -> None:
-            conn.busy = False
-            self._complete(conn, opcode, payload, response, t0, queue_ns)
-            if not conn.closed:
-                self._pump(conn)
+            self._answer_deferred(conn, opcode, payload, response, t0, queue_ns)
 
         start(lambda response: self.call_soon(lambda: finish(response)))
         return DEFERRED
+
+    def _answer_deferred(
+        self, conn: Connection, opcode: int, payload: bytes, response: Any, t0: int, queue_ns: int
+    ) -> None:
+        """Send a deferred response, then take the connection's next frames. Failing here is a bug: it is
+        reported, and the connection closed, so its client sees EOF now instead of waiting out its
+        timeout for a reply that will never come (as for a failing event on the loop)."""
+        conn.busy = False
+        try:
+            self._complete(conn, opcode, payload, response, t0, queue_ns)
+            if not conn.closed:
+                self._pump(conn)
+        except Exception:
+            self._internal_error(f"answering a deferred request of agent {conn.id}")
+            try:
+                self._close(conn)
+            except Exception:
+                self._internal_error(f"closing the connection of agent {conn.id}")
 
     def _complete(
         self, conn: Connection, opcode: int, payload: bytes, result: Any, t0: int, queue_ns: int

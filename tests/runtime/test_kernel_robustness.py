@@ -276,6 +276,39 @@ def test_a_bug_in_one_event_is_reported_and_the_kernel_serves_on(
     assert "IndexError" in err and "injected failure reading a connection" in err
 
 
+def test_a_deferred_answer_that_fails_closes_its_connection_at_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A request answered from a worker whose answer cannot be sent (a bug in _complete) must not leave
+    its client waiting out its own timeout: the failure is reported and the client sees EOF at once."""
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        complete = k._complete
+
+        def complete_once_broken(*args) -> None:
+            k._complete = complete
+            raise RuntimeError("injected failure answering")
+
+        # LIST, answered from a worker with its own payload: a deferred request under our control
+        k._handlers[Op.LIST] = lambda aid, op, payload, conn: k.defer(conn, op, payload, lambda: payload)
+        with FrameConn(k.socket_path) as good:
+            good.call(NOOP)
+            k._complete = complete_once_broken
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bad:
+                bad.connect(k.socket_path)
+                bad.sendall(encode_frame(0, Op.LIST, b"x"))
+                bad.settimeout(5.0)
+                t0 = time.monotonic()
+                with contextlib.suppress(ConnectionResetError):
+                    assert bad.recv(64) == b"", "the connection got an answer after all"
+                assert time.monotonic() - t0 < 4.0
+            assert good.call(encode_frame(0, Op.LIST, b"y")) == (Op.LIST, b"y")
+        _witness_ok(k.socket_path)
+        assert k.stats["internal_errors"] == 1
+    err = capfd.readouterr().err
+    assert "internal error in answering a deferred request of agent" in err
+    assert "injected failure answering" in err
+
+
 def test_a_stop_asked_before_serving_is_kept(tmp_path) -> None:
     """A signal that arrives between bind() and serve_forever() must not be overwritten by the start
     of serving: serve_forever() returns at once and cleans up."""
