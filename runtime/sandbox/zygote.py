@@ -77,8 +77,8 @@ def read_status(
 ) -> list[str]:
     """Status lines from a child until every holder of its end has closed it (the agent is running).
     `wake` = (fd, handler): the handler runs whenever fd turns readable meanwhile (the zygote keeps
-    reaping other agents while one spawns, so their exits are never delayed by it). `on_line` sees each
-    line as it arrives."""
+    reaping other agents while one spawns, so their exits are not held up by it; a cold spawn holds
+    reaping only until its init's pid is read). `on_line` sees each line as it arrives."""
     fd = sock if isinstance(sock, int) else sock.fileno()
     lines: list[str] = []
     deadline = time.monotonic() + timeout
