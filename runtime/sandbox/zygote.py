@@ -491,6 +491,8 @@ class Zygote:
         launcher's own directories (a closed launcher has removed them already; a crashed one has not)."""
         for slot in list(self.slots.values()):
             self.drop_slot(slot, kill=True)
+        # with the init of a spawn cut short by the launcher's exit, unless it is reaped already
+        self.inits.update({pid: None for pid, status in self.pending.items() if status is None})
         for pid, group in self.inits.items():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -502,12 +504,6 @@ class Zygote:
             if group is not None:
                 group.remove()
         self.inits.clear()
-        for pid, status in self.pending.items():  # a spawn cut short by the launcher's exit
-            if status is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
