@@ -156,7 +156,11 @@ def warm_slot(slot: dict[str, Any], sock_fd: int, lifeline: int, seccomp: bytes 
             _waiting_agent(status_fd, seccomp, slot)
         os.close(status_fd)
         _become_init(agent, program, mask)
-    _report(status_fd, f"pid {pid}")
+    try:  # a pidfd opened here names init for sure: init cannot be reaped before we exit
+        pidfd = os.pidfd_open(pid)
+        socket.send_fds(socket.socket(fileno=status_fd), [f"pid {pid}\n".encode()], [pidfd])
+    except BaseException as exc:  # noqa: BLE001
+        _fail(status_fd, "warm slot pidfd", exc)
     os._exit(0)
 
 

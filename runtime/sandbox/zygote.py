@@ -109,7 +109,8 @@ class Slot:
     group: cgroups.Cgroup | None
     setup_pid: int
     binds: frozenset[tuple[str, bool, tuple[int, int]]] = frozenset()  # made ahead: path, writable, inode
-    init_pid: int | None = None
+    init_pid: int | None = None  # set once its pid line is read, if init was not reaped before it
+    pidfd: int = -1  # init's, from setup: setup is init's parent, so it cannot name another process
     ready: bool = False
 
 
@@ -269,19 +270,33 @@ class Zygote:
 
     def slot_message(self, slot: Slot) -> None:
         try:
-            data = slot.sock.recv(65536)
+            data, fds, _flags, _addr = socket.recv_fds(slot.sock, 65536, 1)
         except ConnectionResetError:
-            data = b""
+            data, fds = b"", []
+        for fd in fds:  # init's pidfd travels with its pid line
+            if slot.pidfd >= 0:
+                os.close(fd)
+            else:
+                slot.pidfd = fd
         for line in data.decode(errors="replace").splitlines():
             if line.startswith("pid "):
-                slot.init_pid = int(line[4:])
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(slot.setup_pid, 0)  # after this, the slot's init is our child
+                self.reap_setup(slot)  # after this, the slot's init is our child
+                # unless it ended and a reap took it for a stranger before this line was read: its
+                # pid may be another process's by now, so it is never used (the socket's EOF follows)
+                if slot.pidfd >= 0 and _our_child(slot.pidfd):
+                    slot.init_pid = int(line[4:])
             elif line == "ready":
                 slot.ready = True
         if not data or data.startswith(b"error"):
             self.drop_slot(slot, kill=True)
             self.slot_failed(data.decode(errors="replace") or "slot exited")
+
+    def reap_setup(self, slot: Slot) -> None:
+        """Wait for the slot's setup unless a reap took it already (then its pid is no longer ours)."""
+        if slot.setup_pid in self.setups:
+            self.setups.discard(slot.setup_pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(slot.setup_pid, 0)
 
     def slot_failed(self, why: str) -> None:
         self.slot_failures += 1
@@ -292,15 +307,17 @@ class Zygote:
         self.slots.pop(slot.sock.fileno(), None)
         slot.sock.close()
         if kill:
-            if slot.init_pid is not None:
+            if slot.pidfd >= 0:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(slot.init_pid, signal.SIGKILL)
+                    signal.pidfd_send_signal(slot.pidfd, signal.SIGKILL)
             if slot.group is not None:
                 slot.group.kill_all()  # also a slot whose init pid we have not heard of yet
-        for pid in (slot.setup_pid, slot.init_pid):  # init is ours once setup is reaped
-            if pid is not None:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
+        self.reap_setup(slot)  # init is ours once setup is reaped
+        if slot.pidfd >= 0:
+            with contextlib.suppress(ChildProcessError):  # reaped already, or still setup's
+                os.waitid(os.P_PIDFD, slot.pidfd, os.WEXITED)
+            os.close(slot.pidfd)
+            slot.pidfd = -1
         # a v1 group stays busy until its last task is reaped: retried from the reap loop
         if slot.group is not None and not slot.group.remove(timeout=0.05):
             self.doomed.append(slot.group)
@@ -344,16 +361,14 @@ class Zygote:
 
     def spawn_warm(self, plan: dict[str, Any], fds: list[int], slot: Slot, limits: Limits) -> None:
         group, applied = slot.group, {}
-        pid = slot.init_pid
+        pid, pidfd = slot.init_pid, slot.pidfd
         assert pid is not None
         trees: list[int] = []
-        pidfd = -1
+        self.pending[pid] = None  # from here on, an exit reaped during the spawn is kept
         try:
             if group is not None:
                 group.rename(plan["cgroup_rel"])
                 applied = group.set_limits(limits)
-            pidfd = os.pidfd_open(pid)
-            self.pending[pid] = None  # from here on, an exit reaped during the spawn is kept
             for member in slot_pids(pid, group):  # back to normal priority before it runs the agent
                 with contextlib.suppress(ProcessLookupError):
                     os.setpriority(os.PRIO_PROCESS, member, 0)
@@ -371,10 +386,9 @@ class Zygote:
         except OSError:
             slot.sock.close()
             self.pending.pop(pid, None)
-            if pidfd >= 0:
-                os.close(pidfd)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)  # still unreaped: no reap ran since the slot was taken
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.close(pidfd)
             if group is not None:
                 group.remove()
             raise
@@ -512,6 +526,15 @@ class Zygote:
         for d in self.config.get("cleanup_dirs", []):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+
+def _our_child(pidfd: int) -> bool:
+    """Whether the process is our child and not reaped yet (running or a zombie)."""
+    try:
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _inode(path: str) -> tuple[int, int] | None:

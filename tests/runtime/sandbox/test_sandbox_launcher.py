@@ -755,6 +755,109 @@ def test_an_agent_that_ends_before_its_spawn_is_read_is_reported(
     assert int(zombies) >= int(want), "the agent had not ended when the zygote reaped"
 
 
+# Preloaded by the zygote: before it reads the first pid line of a warm slot, kill that slot's init, wait
+# until it is a zombie of the zygote, run the wake-up handler (a reap takes it for a stranger, as when an
+# exit's wake-up comes first), and give its pid to a decoy child of the zygote (`sleep`) through
+# ns_last_pid. Writes "pid decoy-pid" to the file in CLOVE_TEST_SLOT_REUSE_SEEN.
+_SLOT_REUSE = """
+import os, signal, socket, time
+from clove_gym.runtime.sandbox import zygote
+
+_real = zygote.Zygote.slot_message
+_done = []
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _take_pid(pid):
+    for _ in range(200):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        child = os.fork()
+        if child == 0:
+            try:
+                os.execv("/bin/sleep", ["sleep", "60"])
+            finally:
+                os._exit(127)
+        if child == pid:
+            return child
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    return -1
+
+
+def slot_message(self, slot):
+    if not _done and slot.init_pid is None:
+        data = slot.sock.recv(65536, socket.MSG_PEEK)
+        if data.startswith(b"pid "):
+            _done.append(True)
+            pid = int(data.split()[1])
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _state(pid) != ("Z", os.getpid()) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            self.wake()
+            decoy = _take_pid(pid) if _state(pid) is None else -2
+            with open(os.environ["CLOVE_TEST_SLOT_REUSE_SEEN"], "a") as f:
+                f.write(f"{pid} {decoy}\\n")
+    return _real(self, slot)
+
+
+zygote.Zygote.slot_message = slot_message
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to write /proc/sys/kernel/ns_last_pid")
+def test_a_slot_init_reaped_before_its_pid_is_read_is_never_signalled_by_pid(tmp_path, monkeypatch) -> None:
+    """A warm slot's init can end, and be reaped as a stranger, before the zygote reads its pid line;
+    its pid may then be another process's. The slot is dropped through the pidfd its setup sent, so
+    that process lives on (by pid, the zygote SIGKILLed it and reaped it in the slot's place)."""
+    (tmp_path / "clove_slot_reuse.py").write_text(_SLOT_REUSE)
+    seen = tmp_path / "seen"
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    monkeypatch.setenv("CLOVE_TEST_SLOT_REUSE_SEEN", str(seen))
+    decoy = -1
+    try:
+        with Launcher(
+            root_cgroup_name="clove-gym-test", pool_size=1, preload=("clove_slot_reuse",)
+        ) as launcher:
+            deadline = time.monotonic() + 20
+            while not seen.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            pid, decoy = map(int, seen.read_text().split())
+            assert decoy == pid, f"the reaped init {pid} was not reaped in time, or its pid not retaken"
+            # pool_size=1: a warm spawn runs in a new slot, made only after the dead one was dropped
+            for attempt in range(50):
+                spec = SpawnSpec(attempt + 1, f"after{attempt}", [sys.executable, "-c", "pass"], {}, None)
+                agent = launcher.spawn(spec)
+                assert agent.wait(10) == 0
+                if agent.isolation["warm_slot"]:
+                    break
+                time.sleep(0.1)
+            assert agent.isolation["warm_slot"], "the pool did not recover from the dead slot"
+            try:
+                with open(f"/proc/{decoy}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                state = "reaped"
+            assert state not in ("Z", "reaped"), (
+                f"the decoy holding the reaped init's pid was killed: {state}"
+            )
+    finally:
+        if decoy > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(decoy, signal.SIGKILL)
+
+
 def test_spawn_kill_and_poll_from_several_threads(runner) -> None:
     launcher = runner.launcher
     script = runner.script("import time\ntime.sleep(30)\n")
