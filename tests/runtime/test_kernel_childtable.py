@@ -83,8 +83,8 @@ def test_start_times_are_read_once_per_agent_process(tmp_path, monkeypatch):
         reads.append(pid)
         return 1000 + pid
 
+    table = ChildTable(tmp_path)  # reads its kernel's own start time once, here
     monkeypatch.setattr(childtable, "start_time", counted)
-    table = ChildTable(tmp_path)
     rows = [{"id": i, "name": f"a{i}", "pid": 100 + i} for i in range(50)]
     for n in range(1, 51):
         table.save(rows[:n])
@@ -108,3 +108,51 @@ def test_the_table_lives_in_memory_unless_told_otherwise(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     monkeypatch.setattr(childtable, "_SHM", str(tmp_path / "absent"))
     assert str(childtable.default_dir().parent) == childtable.tempfile.gettempdir()
+
+
+def _table(path, kernel_pid: int, kernel_start: int | None, agent_pid: int) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "kernel_pid": kernel_pid,
+                "kernel_start": kernel_start,
+                "agents": [{"id": 1, "name": "x", "pid": agent_pid, "start_time": start_time(agent_pid)}],
+            }
+        )
+    )
+
+
+def test_a_kernel_pid_taken_by_another_process_does_not_keep_its_table(tmp_path):
+    """With pid_max 32768 a dead kernel's pid is soon another process's: its start time tells them apart,
+    so the dead kernel's agents are reaped, while a live kernel's are left alone."""
+    agent = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        parent = os.getppid()
+        _table(tmp_path / "kernel-live-1.json", parent, start_time(parent), agent.pid)
+        assert ChildTable(tmp_path).reap_stale() == []  # its kernel lives: nothing is touched
+        assert agent.poll() is None and (tmp_path / "kernel-live-1.json").exists()
+        _table(tmp_path / "kernel-reused-1.json", parent, start_time(parent) - 1, agent.pid)
+        (tmp_path / "kernel-live-1.json").unlink()
+        reaped = ChildTable(tmp_path).reap_stale()
+        assert [r["pid"] for r in reaped] == [agent.pid] and reaped[0]["kernel_pid"] == parent
+        assert agent.wait(5) == -signal.SIGKILL
+        assert list(tmp_path.glob("kernel-*.json")) == []
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_a_table_with_a_bad_kernel_start_is_dropped_untouched(tmp_path):
+    agent = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "kernel-bad-1.json").write_text(
+            json.dumps({"kernel_pid": 999999, "kernel_start": "yesterday", "agents": []})
+        )
+        _table(tmp_path / "kernel-bad-2.json", 999999, None, agent.pid)
+        data = json.loads((tmp_path / "kernel-bad-2.json").read_text())
+        (tmp_path / "kernel-bad-2.json").write_text(json.dumps({**data, "kernel_start": [1]}))
+        assert ChildTable(tmp_path).reap_stale() == []
+        assert agent.poll() is None and list(tmp_path.glob("kernel-*.json")) == []
+    finally:
+        agent.kill()
+        agent.wait()
