@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import socket
 import struct
@@ -98,14 +99,13 @@ def stop(path: str, timeout: float = 15.0) -> int:
         return 0
     try:
         signal.pidfd_send_signal(fd, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                print(f"kernel stopped (pid {pid})")
-                return 0
-            time.sleep(0.05)
+        # the pidfd turns readable when that process exits: polling the pid could see another
+        # process that took it meanwhile
+        if select.select([fd], [], [], timeout)[0]:
+            print(f"kernel stopped (pid {pid})")
+            return 0
+    except ProcessLookupError:
+        return 0  # it exited between pidfd_open and the signal
     finally:
         os.close(fd)
     print(f"error: kernel pid {pid} did not stop within {timeout:g}s", file=sys.stderr)
