@@ -110,7 +110,7 @@ def test_the_table_lives_in_memory_unless_told_otherwise(monkeypatch, tmp_path):
     assert str(childtable.default_dir().parent) == childtable.tempfile.gettempdir()
 
 
-def _table(path, kernel_pid: int, kernel_start: int | None, agent_pid: int) -> None:
+def _table(path, kernel_pid: int, kernel_start: object, agent_pid: int) -> None:
     path.write_text(
         json.dumps(
             {
@@ -145,12 +145,8 @@ def test_a_kernel_pid_taken_by_another_process_does_not_keep_its_table(tmp_path)
 def test_a_table_with_a_bad_kernel_start_is_dropped_untouched(tmp_path):
     agent = subprocess.Popen(["sleep", "60"])
     try:
-        (tmp_path / "kernel-bad-1.json").write_text(
-            json.dumps({"kernel_pid": 999999, "kernel_start": "yesterday", "agents": []})
-        )
-        _table(tmp_path / "kernel-bad-2.json", 999999, None, agent.pid)
-        data = json.loads((tmp_path / "kernel-bad-2.json").read_text())
-        (tmp_path / "kernel-bad-2.json").write_text(json.dumps({**data, "kernel_start": [1]}))
+        _table(tmp_path / "kernel-bad-1.json", 999999, "yesterday", agent.pid)
+        _table(tmp_path / "kernel-bad-2.json", 999999, [1], agent.pid)
         assert ChildTable(tmp_path).reap_stale() == []
         assert agent.poll() is None and list(tmp_path.glob("kernel-*.json")) == []
     finally:
