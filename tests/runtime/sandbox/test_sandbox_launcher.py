@@ -683,6 +683,15 @@ def test_warm_slots_wait_at_low_priority_and_agents_run_at_normal(runner) -> Non
         assert seen == [b"0", b"0"]
 
 
+def _zygote_hook(tmp_path, monkeypatch, module: str, source: str) -> tuple[str]:
+    """Write a test module for the zygote to preload, importable from tmp_path; returns `preload`."""
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    return (module,)
+
+
 # Preloaded by the zygote: before it reads the status of a spawn on the path named in CLOVE_TEST_LATE_REAP
 # (cold or warm), wait until the agent has ended (its init is a zombie, and setup too on the cold path)
 # and run the wake-up handler, as when the zygote is descheduled with a SIGCHLD pending at the worst
@@ -732,14 +741,10 @@ def test_an_agent_that_ends_before_its_spawn_is_read_is_reported(
     """A quick agent can end, and its exit wake the zygote, before the zygote has read its spawn's
     status. Reaping then must neither lose init's pid (cold: the spawn failed with ESRCH) nor its exit
     (warm: the exit never came, and wait() gave a made-up 137 after 5 s)."""
-    (tmp_path / "clove_late_reap.py").write_text(_LATE_REAP)
+    preload = _zygote_hook(tmp_path, monkeypatch, "clove_late_reap", _LATE_REAP)
     seen = tmp_path / "seen"
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    )
     monkeypatch.setenv("CLOVE_TEST_LATE_REAP", "warm" if pool_size else "cold")
     monkeypatch.setenv("CLOVE_TEST_LATE_REAP_SEEN", str(seen))
-    preload = ("clove_late_reap",)
     with Launcher(root_cgroup_name="clove-gym-test", pool_size=pool_size, preload=preload) as launcher:
         for attempt in range(20):  # warm: cold spawns (as they come) until a slot is ready
             spec = SpawnSpec(attempt + 1, f"late{attempt}", [sys.executable, "-c", "pass"], {}, None)
@@ -819,17 +824,12 @@ def test_a_slot_init_reaped_before_its_pid_is_read_is_never_signalled_by_pid(tmp
     """A warm slot's init can end, and be reaped as a stranger, before the zygote reads its pid line;
     its pid may then be another process's. The slot is dropped through the pidfd its setup sent, so
     that process lives on (by pid, the zygote SIGKILLed it and reaped it in the slot's place)."""
-    (tmp_path / "clove_slot_reuse.py").write_text(_SLOT_REUSE)
+    preload = _zygote_hook(tmp_path, monkeypatch, "clove_slot_reuse", _SLOT_REUSE)
     seen = tmp_path / "seen"
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    )
     monkeypatch.setenv("CLOVE_TEST_SLOT_REUSE_SEEN", str(seen))
     decoy = -1
     try:
-        with Launcher(
-            root_cgroup_name="clove-gym-test", pool_size=1, preload=("clove_slot_reuse",)
-        ) as launcher:
+        with Launcher(root_cgroup_name="clove-gym-test", pool_size=1, preload=preload) as launcher:
             deadline = time.monotonic() + 20
             while not seen.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
