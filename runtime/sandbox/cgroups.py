@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import pidfds
 from .spec import Limits
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -191,10 +192,10 @@ class Cgroup(ABC):
             return []
 
     def kill_all(self) -> None:
-        """SIGKILL every process in the group, including frozen ones (v1 tasks die once thawed)."""
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """SIGKILL every process in the group, including frozen ones (v1 tasks die once thawed). Each
+        is held by a pidfd and found in the group again before the kill, so a pid that a member freed
+        after the first read is never signalled in another process."""
+        pidfds.signal_listed(self.pids(), signal.SIGKILL, lambda _held: self.pids())
         self.thaw()
 
     def remove(self, timeout: float = 2.0) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from clove_gym import native
 
-from . import cgroups, seccomp_policy
+from . import cgroups, pidfds, seccomp_policy
 from . import syscalls as sc
 from .spec import SpawnError, SpawnSpec
 from .zygote import recv, send
@@ -173,24 +173,23 @@ class AgentProcess:
 
     def _tree(self) -> list[int]:
         """Host pids of the tree when there is no cgroup: same PID namespace, or same session."""
-        if self._group is not None:
-            return self._group.pids()
-        out = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                if self._pid_ns:
-                    if os.readlink(f"/proc/{entry}/ns/pid") == self._ns_link:
-                        out.append(int(entry))
-                elif os.getsid(int(entry)) == self._session:
-                    out.append(int(entry))
-        return out
+        return [int(e) for e in os.listdir("/proc") if e.isdigit() and self._member(int(e))]
+
+    def _member(self, pid: int) -> bool:
+        """Whether the process that has `pid` now is in the tree (no cgroup: by namespace or session)."""
+        try:
+            if self._pid_ns:
+                return os.readlink(f"/proc/{pid}/ns/pid") == self._ns_link
+            return os.getsid(pid) == self._session
+        except OSError:
+            return False
+
+    def _signal_members(self, pids: list[int], signo: int) -> None:
+        """Signal those of `pids` still in the tree (no cgroup), through pidfds (see `pidfds`)."""
+        pidfds.signal_listed(pids, signo, lambda held: [p for p in held if self._member(p)])
 
     def _signal_tree(self, signo: int) -> None:
-        for pid in self._tree():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signo)
+        self._signal_members(self._tree(), signo)
 
     def pause(self) -> None:
         """Freeze the whole tree (freezer cgroup; SIGSTOP to every member without one)."""
@@ -206,7 +205,7 @@ class AgentProcess:
         """Signal every member not yet in the wanted state (a child forked meanwhile too); True once
         none is left. Without a freezer this is the best signals can do: a vfork parent (state D)
         counts as stopped, it cannot run until its child does."""
-        pending = 0
+        pending = []
         for pid in self._tree():
             try:
                 with open(f"/proc/{pid}/stat") as f:
@@ -214,10 +213,9 @@ class AgentProcess:
             except (OSError, IndexError):
                 continue  # gone meanwhile
             if (state not in ("T", "t", "Z", "X", "D")) if stop else state in ("T", "t"):
-                pending += 1
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGSTOP if stop else signal.SIGCONT)
-        return pending == 0
+                pending.append(pid)
+        self._signal_members(pending, signal.SIGSTOP if stop else signal.SIGCONT)
+        return not pending
 
     def resume(self) -> None:
         if self._status is not None:

@@ -204,3 +204,22 @@ def test_group_writes_treat_a_group_removed_meanwhile_as_gone(monkeypatch) -> No
         monkeypatch.setattr(cgroups, "_write", failing(errno.EACCES))
         with pytest.raises(PermissionError):
             group.thaw()
+
+
+def test_v1_kill_all_never_signals_a_process_that_took_a_listed_pid(monkeypatch) -> None:
+    """A member listed by the first read of cgroup.procs may exit and be reaped, and its pid be taken by
+    an unrelated process, before the kill. The injected listing says exactly that: the pid is listed,
+    then gone from the group. The old kill_all (a plain kill per listed pid) killed the newcomer."""
+    group = cgroups.CgroupV1("clove-gym-test/never-created")
+    outsider = subprocess.Popen(["sleep", "60"])
+    try:
+        reads = iter([[outsider.pid], []])
+        monkeypatch.setattr(group, "pids", lambda: next(reads))
+        monkeypatch.setattr(group, "thaw", lambda: None)
+        group.kill_all()
+        assert next(reads, "both read") == "both read"
+        with pytest.raises(subprocess.TimeoutExpired):  # it would be dead within this if it was killed
+            outsider.wait(0.2)
+    finally:
+        outsider.kill()
+        outsider.wait()

@@ -16,7 +16,7 @@ import textwrap
 import time
 
 import pytest
-from clove_gym.runtime.sandbox import Launcher, Limits, SpawnError, SpawnSpec
+from clove_gym.runtime.sandbox import AgentProcess, Launcher, Limits, SpawnError, SpawnSpec
 from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS
 from clove_gym.runtime.sandbox.zygote import SLOT_NICE
 
@@ -1045,3 +1045,22 @@ def test_a_reply_reaches_its_waiter_while_another_thread_reads(monkeypatch) -> N
     finally:
         zygote.close()
         launcher._control.close()
+
+
+def test_without_a_cgroup_a_listed_pid_outside_the_tree_is_never_signalled() -> None:
+    """Without a cgroup the tree is found by session (or PID namespace) in /proc; a pid found there may
+    be taken by a process outside the tree before the signal. Only a pid still in the tree once a pidfd
+    holds it is signalled."""
+    agent = AgentProcess.__new__(AgentProcess)  # only what the tree check reads
+    agent._pid_ns, agent._session = False, os.getsid(0)
+    inside = subprocess.Popen(["sleep", "60"])
+    outside = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        agent._signal_members([outside.pid, inside.pid], signal.SIGKILL)
+        assert inside.wait(5) == -signal.SIGKILL
+        with pytest.raises(subprocess.TimeoutExpired):  # it would be dead within this if it was killed
+            outside.wait(0.2)
+    finally:
+        for proc in (inside, outside):
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,45 @@
+"""Signal the processes a listing names by pid (a cgroup's `cgroup.procs`, a scan of /proc) without
+hitting one that took a listed pid after the listing was read.
+
+A listed process may exit and be reaped, and its pid be taken by an unrelated process, between the
+read and a `kill(pid)`. Here each listed pid is first held by a pidfd, and membership is checked again
+after that: a pidfd names the process that had the pid when it was opened, and the check, made later,
+proves that this process is (still) a member. So the process signalled is one that was checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Collection, Iterable
+
+# Descriptors held at once: a fork bomb's group lists up to its pids limit, and the kernel process
+# holds a socket and a pidfd per agent besides these.
+_BATCH = 128
+
+
+def signal_listed(pids: Iterable[int], signo: int, members: Callable[[list[int]], Collection[int]]) -> int:
+    """Send `signo` to each of `pids` that `members` still counts as a member once a pidfd holds it.
+    `members(held)` gets the pids held and returns those that are members now (re-read the listing).
+    Returns how many were signalled; a listed pid that is gone by then is skipped."""
+    sent = 0
+    pending = list(dict.fromkeys(pids))
+    for start in range(0, len(pending), _BATCH):
+        held: dict[int, int] = {}
+        try:
+            for pid in pending[start : start + _BATCH]:
+                with contextlib.suppress(ProcessLookupError):
+                    held[pid] = os.pidfd_open(pid)
+            if not held:
+                continue
+            still = set(members(list(held)))
+            for pid, fd in held.items():
+                if pid in still:
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(fd, signo)
+                        sent += 1
+        finally:
+            for fd in held.values():
+                os.close(fd)
+    return sent
