@@ -32,12 +32,13 @@ class Sibling:
     def __init__(self, runner) -> None:
         self.agent, self.out, self.err = runner.start(HEARTBEAT, name="sibling")
         self.buf = b""
-        assert self.beats(5.0), "sibling never started"
+        assert self.beats(5.0, until_first=True), "sibling never started"
 
-    def beats(self, seconds: float) -> list[str]:
+    def beats(self, seconds: float, until_first: bool = False) -> list[str]:
+        """The beats within `seconds`, or (`until_first`) as soon as there is one."""
         deadline = time.monotonic() + seconds
         lines: list[str] = []
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and not (until_first and lines):
             if select.select([self.out], [], [], left)[0]:
                 chunk = os.read(self.out, 65536)
                 if not chunk:

@@ -30,11 +30,11 @@ def cgroup_dirs(rel: str) -> list[str]:
     return [d for d in (os.path.join(CGROUP_ROOT, c, rel) for c in V1_CONTROLLERS) if os.path.isdir(d)]
 
 
-def _lines_during(fd: int, seconds: float) -> list[str]:
-    """Lines written to `fd` within `seconds` (returns early at EOF)."""
+def _lines_during(fd: int, seconds: float, until_first: bool = False) -> list[str]:
+    """Lines written to `fd` within `seconds` (returns early at EOF, or at the first line)."""
     out = b""
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0 and not (until_first and b"\n" in out):
         if select.select([fd], [], [], left)[0]:
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -93,7 +93,7 @@ def test_two_live_agents_do_not_share_namespaces(runner) -> None:
         runner.start(NS_PROBE + "import sys, time\nsys.stdout.flush()\ntime.sleep(30)\n") for _ in range(2)
     ]
     try:
-        views = [json.loads(_lines_during(out_r, 5.0)[0]) for _, out_r, _ in started]
+        views = [json.loads(_lines_during(out_r, 5.0, until_first=True)[0]) for _, out_r, _ in started]
     finally:
         for agent, out_r, err_r in started:
             agent.kill(timeout=0)
