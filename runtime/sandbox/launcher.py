@@ -235,6 +235,17 @@ class AgentProcess:
             self._term_at = time.monotonic()
             self._signal(signal.SIGTERM)
 
+    def _await_report(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the zygote's report that init exited and all is released.
+        Only that message ends a kill: waiting on the pidfd as well woke this thread once more, at init's
+        exit, and each wake-up of a sleeping thread may wait for its idle vCPU to be run by the host."""
+        with contextlib.suppress(SpawnError):  # not within `timeout`, or the zygote is gone: kill() goes on
+            self._launcher._pump(
+                lambda: self._status is not None or self.pid in self._launcher._statuses,
+                timeout,
+                f"the exit of pid {self.pid}",
+            )
+
     def kill(self, timeout: float = 5.0) -> int:
         """SIGTERM (unless terminate() sent it), then `timeout` seconds after it SIGKILL to the whole tree
         (at once when paused: a frozen agent cannot handle SIGTERM). Returns the exit status once every
@@ -244,8 +255,7 @@ class AgentProcess:
         if timeout > 0 and not self._paused:
             self.terminate()
             sent = self._term_at or time.monotonic()
-            with contextlib.suppress(OSError, ValueError):
-                select.select([self.pidfd], [], [], max(0.0, sent + timeout - time.monotonic()))
+            self._await_report(max(0.0, sent + timeout - time.monotonic()))
         if not self._dead():
             self._signal(signal.SIGKILL)  # as pid 1, init takes its whole namespace along
             if self._group is not None:
