@@ -11,8 +11,10 @@ import time
 from clove_gym.runtime.agents import PlainLauncher, PlainSpec
 
 KEEPS_RUNNING_ON_SIGTERM = """
-import signal, time
-signal.signal(signal.SIGTERM, lambda *_: print("term", flush=True))
+import os, signal, time
+# os.write, not print: a SIGTERM that lands while print("ready") is still in its flush would make
+# print re-enter the same buffered writer, which raises
+signal.signal(signal.SIGTERM, lambda *_: os.write(1, b"term\\n"))
 print("ready", flush=True)
 while True:
     time.sleep(60)
