@@ -90,11 +90,13 @@ class AgentProcess:
         spec: SpawnSpec,
         pid: int,
         pidfd: int,
+        release_fd: int,
         group: cgroups.Cgroup | None,
         isolation: dict[str, Any],
     ) -> None:
         self.pid = pid
         self.pidfd = pidfd
+        self.release_fd = release_fd  # readable once the zygote reported the agent released, or is gone
         self.agent_id = spec.agent_id
         self.name = spec.name
         self.isolation = isolation
@@ -113,7 +115,10 @@ class AgentProcess:
                 self._session = os.getsid(pid)
 
     def fileno(self) -> int:
-        return self.pidfd
+        """Readable once the zygote has reported the agent released (poll() then has its status unless
+        another thread is reading the report), or once the zygote is gone. Init's pidfd turns readable
+        earlier, at its exit, and a caller woken by it would then have to wait for the report too."""
+        return self.release_fd
 
     @property
     def paused(self) -> bool:
@@ -154,8 +159,14 @@ class AgentProcess:
     def wait(self, timeout: float | None = None) -> int | None:
         """Block until the agent exits and is released (status) or `timeout` seconds pass (None)."""
         if self._status is None:
-            with contextlib.suppress(OSError, ValueError):  # released meanwhile by another thread
-                select.select([self.pidfd], [], [], timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            # the report first; init's own exit only matters when the zygote is gone and cannot report
+            for fd in (self.release_fd, self.pidfd):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                with contextlib.suppress(OSError, ValueError):  # released meanwhile by another thread
+                    select.select([fd], [], [], left)
+                if self._status is not None or self._dead():
+                    break
             if self._status is None and self._dead():
                 self._finish(self._exit_status())
         return self._status
@@ -168,6 +179,7 @@ class AgentProcess:
             if self._group is not None:
                 self._group.remove(timeout=0)  # the zygote removed it; this only proves it is gone
             os.close(self.pidfd)
+            os.close(self.release_fd)
             self._status = status
             self._launcher._release(self.pid)
 
@@ -237,14 +249,10 @@ class AgentProcess:
 
     def _await_report(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for the zygote's report that init exited and all is released.
-        Only that message ends a kill: waiting on the pidfd as well woke this thread once more, at init's
+        Only that report ends a kill: waiting on the pidfd as well woke this thread once more, at init's
         exit, and each wake-up of a sleeping thread may wait for its idle vCPU to be run by the host."""
-        with contextlib.suppress(SpawnError):  # not within `timeout`, or the zygote is gone: kill() goes on
-            self._launcher._pump(
-                lambda: self._status is not None or self.pid in self._launcher._statuses,
-                timeout,
-                f"the exit of pid {self.pid}",
-            )
+        with contextlib.suppress(OSError, ValueError):  # released meanwhile by another thread
+            select.select([self.release_fd], [], [], timeout)
 
     def kill(self, timeout: float = 5.0) -> int:
         """SIGTERM (unless terminate() sent it), then `timeout` seconds after it SIGKILL to the whole tree
@@ -626,7 +634,7 @@ class Launcher:
             isolation["cgroup_path"] = group.rel
         if reasons and not fully:
             isolation["degraded_reason"] = "; ".join(reasons)
-        agent = AgentProcess(self, spec, message["pid"], fds[0], group, isolation)
+        agent = AgentProcess(self, spec, message["pid"], fds[0], fds[1], group, isolation)
         self._agents[agent.pid] = agent
         return agent
 

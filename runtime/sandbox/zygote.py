@@ -118,6 +118,9 @@ class Zygote:
     def __init__(self, control: socket.socket, preload: list[str]) -> None:
         self.control = control
         self.inits: dict[int, cgroups.Cgroup | None] = {}  # agent init pid -> its cgroup
+        # agent init pid -> write end of its release pipe: a byte there after its exit report lets the
+        # kernel wait on this one agent's fd instead of sharing the control socket among threads
+        self.released: dict[int, int] = {}
         self.slots: dict[int, Slot] = {}  # slot socket fd -> slot
         self.config: dict[str, Any] = {"pool_size": 0}
         self.slot_binds: list[tuple[str, bool]] = []  # binds new slots make ahead (the kernel socket)
@@ -222,6 +225,13 @@ class Zygote:
             if not group.remove(timeout=0):
                 self.doomed.append(group)
         send(self.control, {"op": "exit", "pid": pid, "status": status, "oom_kills": oom_kills})
+        fd = self.released.pop(pid, None)
+        if (
+            fd is not None
+        ):  # a byte, not just EOF: a child forked meanwhile may hold a copy until it closes it
+            with contextlib.suppress(OSError):  # the launcher closed its end: it no longer waits
+                os.write(fd, b"x")
+            os.close(fd)
 
     def wake(self) -> None:
         self.drain_wake()
@@ -493,10 +503,12 @@ class Zygote:
         self.inits[pid] = group
         reply = {"op": "spawned", "pid": pid, "warm": warm, "applied": applied}
         reply["cgroup"] = group.describe() if group else None
+        release_r, self.released[pid] = os.pipe2(os.O_CLOEXEC)
         try:
-            send(self.control, reply, [pidfd])
+            send(self.control, reply, [pidfd, release_r])
         finally:
             os.close(pidfd)
+            os.close(release_r)
         if early is not None:  # the agent ran and ended before its spawn was reported: now its exit
             self.exited(pid, self.inits.pop(pid), early)
 

@@ -367,6 +367,26 @@ def test_kill_leaves_nothing_behind(runner) -> None:
     assert agent.poll() == status and agent.kill() == status
 
 
+def test_fileno_turns_readable_once_the_agent_is_released(runner) -> None:
+    """fileno() is what an event loop waits on: it turns readable only once the zygote has reported the
+    agent's exit, i.e. init reaped and cgroup removed, so poll() then has the status without waiting.
+    Init's pidfd turns readable earlier, at its exit; a loop woken by it would have to wait again."""
+    agent, out_r, err_r = runner.start(
+        "import time\nprint('ready', flush=True)\ntime.sleep(0.5)\nraise SystemExit(7)\n"
+    )
+    assert _lines_during(out_r, 5.0, until_first=True) == ["ready"]
+    rel, fd = agent.isolation["cgroup_path"], agent.fileno()
+    assert fd != agent.pidfd and select.select([fd], [], [], 0)[0] == []  # running
+    assert select.select([fd], [], [], 5.0)[0] == [fd]
+    assert gone([agent.pid]) and cgroup_dirs(rel) == []  # released when it turned readable
+    pipe = os.fstat(fd).st_ino
+    assert agent.poll() == 7
+    with contextlib.suppress(OSError):  # closed with the pidfd (its number may be reused)
+        assert os.fstat(fd).st_ino != pipe
+    os.close(out_r)
+    os.close(err_r)
+
+
 @pytest.mark.parametrize(
     ("code", "status"),
     [
@@ -947,6 +967,8 @@ def test_agents_die_with_a_killed_zygote_and_close_still_cleans_up(runner, nativ
             time.sleep(0.01)
         assert any(n.startswith("warm-") for n in os.listdir(tag)), "no warm slot's group to leave behind"
         os.kill(launcher._zygote.pid, signal.SIGKILL)  # no chance to clean up: the lifeline does it
+        for agent in agents:  # a loop waiting on fileno() learns of it, though no report will come
+            assert select.select([agent.fileno()], [], [], 5)[0] == [agent.fileno()]
         for agent in agents:
             assert agent.wait(5) == 128 + signal.SIGKILL
         inits = {a.pid for a in agents}
