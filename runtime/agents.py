@@ -30,7 +30,11 @@ class AgentProcessLike(Protocol):
     pid: int
     isolation: dict[str, Any]
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """Readable once poll() is likely to have the exit status; poll() may still say None (then
+        wait() blocks until it has it)."""
+        ...
+
     def poll(self) -> int | None: ...
     def wait(self, timeout: float | None = None) -> int | None: ...
     def pause(self) -> None: ...
@@ -75,11 +79,15 @@ class PlainProcess:
         return self.pidfd
 
     def poll(self) -> int | None:
+        """Exit status once the child has exited, else None; never blocks. After terminate(), the
+        first call that sees the exit also SIGKILLs what is left of the group, as kill() does."""
         if self.status is None:
             rc = self._popen.poll()
             if rc is not None:
                 self.status = _status_of(rc)
                 self._close_fd()
+                if self._term_at is not None:
+                    self._signal_group(signal.SIGKILL)  # stragglers of the group
         return self.status
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -120,7 +128,6 @@ class PlainProcess:
         except subprocess.TimeoutExpired:
             self._signal_group(signal.SIGKILL)
             self._popen.wait()
-        self._signal_group(signal.SIGKILL)  # stragglers of the group
         return self.poll()  # type: ignore[return-value]
 
     def _close_fd(self) -> None:

@@ -73,6 +73,19 @@ class _Deferred:
 DEFERRED = _Deferred()
 
 
+def _internal_error_response(exc: BaseException) -> dict[str, Any]:
+    return {"success": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+
+
+def _respond(then: Callable[[Any], Any] | None, value: Any) -> Any:
+    """The response `then` makes of `value` (`value` itself without `then`); a failing `then` is an
+    internal error for the client, not for the loop."""
+    try:
+        return then(value) if then is not None else value
+    except Exception as exc:
+        return _internal_error_response(exc)
+
+
 class Connection:
     __slots__ = (
         "sock",
@@ -198,6 +211,8 @@ class Kernel(SyscallHandlers):
         self._starting: dict[int, int] = {}  # init pid of a spawn in flight -> its agent id
         self._request_counter = 0
         self._completions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # defer_until_readable's waits: our dup of the fd -> (deadline, hand the work to a worker)
+        self._fd_waits: dict[int, tuple[float, Callable[[], None]]] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -311,6 +326,8 @@ class Kernel(SyscallHandlers):
 
     def _stop_agents(self) -> None:
         """Ordered shutdown: every agent gets SIGTERM at once, SIGKILL after the grace period."""
+        for fd in list(self._fd_waits):  # KILLs in flight: their agents end below, unanswered
+            self._stop_fd_wait(fd)
         procs = []
         for agent_id in self.supervisor.shutdown_order():
             self.supervisor.cancel(agent_id)
@@ -364,6 +381,9 @@ class Kernel(SyscallHandlers):
             self._stopped.set()
 
     def _tick(self) -> None:
+        now = time.monotonic()
+        for to_worker in [hand_over for deadline, hand_over in self._fd_waits.values() if deadline <= now]:
+            to_worker()
         if self.trace is not None:
             self.trace.flush()
         if self._unidentified and time.monotonic_ns() - self._unidentified[0].accepted_ns > IDENTIFY_WAIT_NS:
@@ -689,31 +709,77 @@ class Kernel(SyscallHandlers):
         if conn is not None:
             conn.busy = True
 
-        def finish(value: Any, error: BaseException | None) -> None:
-            if error is not None:
-                response: Any = {
-                    "success": False,
-                    "error": f"internal error: {type(error).__name__}: {error}",
-                }
-            else:
-                try:
-                    response = then(value) if then is not None else value
-                except Exception as exc:
-                    response = {"success": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+        def finish(response: Any) -> None:
             if conn is not None:
                 self._answer_deferred(conn, opcode, payload, response, t0, queue_ns)
+
+        self._submit(work, then, finish)
+        return DEFERRED
+
+    def _submit(
+        self, work: Callable[[], Any], then: Callable[[Any], Any] | None, answer: Callable[[Any], None]
+    ) -> None:
+        """Run `work` on a worker thread, then `answer(then(result))` on the kernel thread; an exception
+        from either becomes an internal-error response, never lost."""
 
         def run() -> None:
             try:
                 value = work()
-            except BaseException as exc:  # reported to the client, never lost
+            except BaseException as exc:
                 err = exc
-                self.call_soon(lambda: finish(None, err))
+                self.call_soon(lambda: answer(_internal_error_response(err)))
                 return
-            self.call_soon(lambda: finish(value, None))
+            self.call_soon(lambda: answer(_respond(then, value)))
 
         self._pool.submit(run)
-        return DEFERRED
+
+    def defer_until_readable(
+        self,
+        conn: Connection,
+        opcode: int,
+        payload: bytes,
+        fd: int,
+        attempt: Callable[[], Any],
+        work: Callable[[], Any],
+        then: Callable[[Any], Any],
+        deadline: float,
+    ) -> _Deferred:
+        """Like defer(), for work that is usually over once `fd` turns readable: `attempt()` then runs on
+        the kernel thread and gives the value for `then`, or None when it cannot tell, and `work` runs on
+        a worker thread instead, as it does at `deadline` (monotonic) if `fd` is not readable by then.
+        Why not a worker from the start: a worker asleep on `fd` that then wakes this thread is one more
+        wake-up of a sleeping thread, and on a VM each one may wait for the host to run an idle vCPU.
+        `fd` is duplicated, so its owner may close it meanwhile."""
+        try:
+            own = os.dup(fd)
+        except OSError:  # closed already: the worker finds out what that means
+            return self.defer(conn, opcode, payload, work, then)
+
+        def start(answer: Callable[[Any], None]) -> None:
+            def to_worker() -> None:
+                self._stop_fd_wait(own)
+                self._submit(work, then, answer)
+
+            def ready(_fd: Any, _mask: int) -> None:
+                try:
+                    value = attempt()
+                except Exception:  # `work` meets it again and reports it
+                    value = None
+                if value is None:
+                    to_worker()
+                else:
+                    self._stop_fd_wait(own)
+                    answer(_respond(then, value))
+
+            self._fd_waits[own] = (deadline, to_worker)
+            self._sel.register(own, selectors.EVENT_READ, ready)
+
+        return self.defer_callback(conn, opcode, payload, start)
+
+    def _stop_fd_wait(self, fd: int) -> None:
+        del self._fd_waits[fd]
+        self._sel.unregister(fd)
+        os.close(fd)
 
     def defer_callback(
         self, conn: Connection, opcode: int, payload: bytes, start: Callable[[Callable[[Any], None]], None]

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[[int, int, bytes, "Connection | None"], Any]
 MAX_POLL = 10_000
+KILL_GRACE_S = 5.0  # from SIGTERM to SIGKILL on KILL
 
 
 def parse_request(payload: bytes, empty_ok: bool = True) -> dict[str, Any]:
@@ -583,7 +584,7 @@ class SyscallHandlers:
 
         def stop() -> int | Exception:
             try:
-                return agent.proc.kill(5.0)
+                return agent.proc.kill(KILL_GRACE_S)
             except Exception as exc:  # returned: killed() must still decide what the agent is now
                 return exc
 
@@ -603,10 +604,23 @@ class SyscallHandlers:
             return {"killed": True, "agent_id": agent.id, "success": True, "exit_code": status}
 
         try:
-            agent.proc.terminate()  # at once, from here: a worker thread only waits for the exit
+            agent.proc.terminate()  # at once, from here
         except Exception as exc:
             return self._kill_failed(agent, before, exc)
-        return self.defer(conn, op, payload, stop, killed)
+        if before == "PAUSED":  # frozen, it cannot act on SIGTERM: kill() SIGKILLs it at once
+            return self.defer(conn, op, payload, stop, killed)
+        # the usual KILL ends when the agent's exit is reported released, on this thread; SIGKILL at the
+        # end of the grace period and anything unusual are kill()'s, on a worker
+        return self.defer_until_readable(
+            conn,
+            op,
+            payload,
+            agent.proc.fileno(),
+            agent.proc.poll,
+            stop,
+            killed,
+            time.monotonic() + KILL_GRACE_S,
+        )
 
     def _kill_failed(self: Kernel, agent: ManagedAgent, state: str, exc: Exception) -> dict[str, Any]:
         """A KILL that raised before the agent was released must not lose it: it goes back under watch

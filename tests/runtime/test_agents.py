@@ -54,3 +54,43 @@ def test_terminate_sends_sigterm_once_and_kill_counts_the_grace_from_it() -> Non
         assert proc.poll() == 128 + signal.SIGKILL
     finally:
         os.close(r)
+
+
+LEAVES_A_STRAGGLER = """
+import signal, subprocess, time
+straggler = subprocess.Popen(["sleep", "60"], preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+print(straggler.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_poll_after_terminate_ends_the_rest_of_the_group() -> None:
+    """An event loop that sent terminate() learns of the exit by fileno() and poll(), not kill(): the
+    first poll() that sees the exit SIGKILLs what is left of the group, as kill() does."""
+    r, w = os.pipe()
+    try:
+        proc = PlainLauncher().spawn(
+            PlainSpec(1, "p", [sys.executable, "-c", LEAVES_A_STRAGGLER], {}, None, w)
+        )
+    finally:
+        os.close(w)
+    try:
+        (straggler,) = map(int, _lines(r, 1, 10.0))
+        proc.terminate()
+        assert select.select([proc.fileno()], [], [], 5.0)[0]
+        assert proc.poll() == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 5.0
+        while _running(straggler) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _running(straggler), "the straggler outlived the end of its group"
+    finally:
+        os.close(r)

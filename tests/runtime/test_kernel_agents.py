@@ -10,6 +10,7 @@ import time
 
 import psutil
 import pytest
+from clove_gym.runtime import syscalls
 from clove_gym.runtime.kernel import Kernel
 from clove_gym.runtime.protocol import Op
 
@@ -135,7 +136,7 @@ def test_stop_kills_every_agent(tmp_path, worker, raw_client):
     assert not os.path.exists(k.socket_path)
 
 
-def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client):
+def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client, monkeypatch):
     """A KILL whose signalling or waiting raises answers with the error, and the agent is not left
     behind in STOPPING: it goes back under watch, so a later KILL works and its exit is still noticed,
     without a restart (it was asked to end)."""
@@ -149,6 +150,7 @@ def test_a_kill_that_raises_loses_no_agent(tmp_path, worker, raw_client):
 
         setattr(proc, name, fail)
 
+    monkeypatch.setattr(syscalls, "KILL_GRACE_S", 0.3)  # b's kill() runs when the grace period ends
     with Kernel(str(tmp_path / "k.sock")) as k:
         c = raw_client(k.socket_path)
         c.call(Op.SUBSCRIBE, {"event_types": ["AGENT_EXITED", "AGENT_RESTARTING"]})
@@ -331,6 +333,59 @@ def test_sandboxed_kill_and_crash_are_reported_only_once_everything_is_released(
     event = _wait(lambda: next(iter(c.call(Op.POLL_EVENTS, {"max": 10}).get("events", [])), None))
     assert event["data"]["exit_code"] == 3
     assert not os.path.exists(f"/proc/{r['pid']}") and _cgroup_dirs(rel) == []
+
+
+STUBBORN = textwrap.dedent("""
+    import os, signal, time
+    from clove_sdk import CloveClient
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    client = CloveClient()
+    assert client.connect(), "cannot connect"
+    client.store("ready:" + os.environ["CLOVE_AGENT_NAME"], 1, "global")
+    time.sleep(60)
+""")
+
+
+def test_kill_waits_on_the_kernel_thread_and_a_worker_only_sigkills(
+    tmp_path, agent_dir, raw_client, monkeypatch
+):
+    """A sandboxed agent that ends on SIGTERM is answered from the kernel thread once the zygote reports
+    it released: no worker thread wakes for it (a wake-up fewer per kill). One that ignores SIGTERM is
+    SIGKILLed by a worker when the grace period ends, not before; a paused one at once."""
+    grace = 1.5
+    monkeypatch.setattr(syscalls, "KILL_GRACE_S", grace)
+    (agent_dir / "stubborn.py").write_text(STUBBORN)
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        submitted = []
+        submit = k._submit
+        monkeypatch.setattr(k, "_submit", lambda *args: (submitted.append(args), submit(*args))[1])
+        c = raw_client(k.socket_path)
+        agents = {}
+        for name in ("polite", "stubborn", "paused"):
+            script = agent_dir / ("stubborn.py" if name == "stubborn" else "worker.py")
+            if name != "stubborn":
+                script.write_text(WORKER)
+            agents[name] = c.call(Op.SPAWN, {"name": name, "script": str(script), "sandboxed": True})
+            assert agents[name]["success"], agents[name]
+        _wait(lambda: _registered(c, "pid:polite") and _registered(c, "pid:paused"))
+        _wait(lambda: _registered(c, "ready:stubborn"))
+        assert c.call(Op.PAUSE, {"name": "paused"})["paused"] is True
+        took = {}
+        for name in ("polite", "stubborn", "paused"):
+            submitted.clear()
+            t0 = time.monotonic()
+            reply = c.call(Op.KILL, {"name": name})
+            took[name] = (time.monotonic() - t0, len(submitted))
+            assert reply["killed"] is True, reply
+            assert reply["exit_code"] == 128 + (signal.SIGTERM if name == "polite" else signal.SIGKILL), name
+            assert not os.path.exists(f"/proc/{agents[name]['pid']}"), (
+                f"{name}: init left when KILL was answered"
+            )
+        assert took["polite"][1] == 0, "a worker thread took part in a KILL that SIGTERM ended"
+        assert took["polite"][0] < grace
+        assert took["stubborn"][1] == 1 and grace <= took["stubborn"][0] < grace + 2.0
+        assert took["paused"][1] == 1 and took["paused"][0] < grace
+        assert c.call(Op.LIST, b"") == [] and k.stats["internal_errors"] == 0
 
 
 def test_rights_given_ahead_of_a_spawn_survive_a_reconnect_and_go_if_it_fails(tmp_path):

@@ -319,3 +319,63 @@ def test_a_stop_asked_before_serving_is_kept(tmp_path) -> None:
     k.serve_forever()
     assert time.monotonic() - t0 < 2.0
     assert not os.path.exists(k.socket_path)
+
+
+def test_a_request_deferred_until_an_fd_is_readable(tmp_path: Path) -> None:
+    """defer_until_readable: once the fd turns readable, `attempt` answers on the kernel thread and
+    `work` never runs; when `attempt` cannot tell, or the deadline comes first, `work` answers from a
+    worker. The caller may close its fd at once (the kernel waits on a duplicate of its own), and a
+    stop with a wait still pending closes that duplicate."""
+    import threading
+
+    with Kernel(str(tmp_path / "k.sock")) as k:
+        kernel_thread = k._thread.ident
+        pipes: dict[bytes, int] = {}  # payload -> write end
+        calls: list[tuple[str, bytes, bool]] = []  # what ran, for which request, on the kernel thread?
+
+        def handler(aid: int, op: int, payload: bytes, conn):
+            r, pipes[payload] = os.pipe()
+
+            def ran(what: str) -> bytes:
+                calls.append((what, payload, threading.get_ident() == kernel_thread))
+                return f"{what}:".encode() + payload
+
+            attempt = (lambda: ran("attempt") and None) if payload == b"unsure" else lambda: ran("attempt")
+            deadline = time.monotonic() + (0.3 if payload == b"late" else 60.0)
+            reply = k.defer_until_readable(
+                conn, op, payload, r, attempt, lambda: ran("work"), bytes, deadline
+            )
+            os.close(r)
+            return reply
+
+        k._handlers[Op.LIST] = handler
+        for payload, answer, ran in [
+            (b"ready", b"attempt:ready", [("attempt", b"ready", True)]),
+            (b"unsure", b"work:unsure", [("attempt", b"unsure", True), ("work", b"unsure", False)]),
+            (b"late", b"work:late", [("work", b"late", False)]),
+        ]:
+            calls.clear()
+            with FrameConn(k.socket_path, timeout=10.0) as conn:
+                conn.send(encode_frame(0, Op.LIST, payload))
+                deadline = time.monotonic() + 5.0
+                while payload not in pipes and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.1)
+                assert calls == [], f"{payload!r}: answered before its fd was readable or its deadline"
+                if payload != b"late":
+                    os.write(pipes[payload], b"x")
+                assert conn.read_frame() == (Op.LIST, answer)
+            assert calls == ran, payload
+        with FrameConn(k.socket_path, timeout=10.0) as conn:
+            conn.send(encode_frame(0, Op.LIST, b"pending"))
+            deadline = time.monotonic() + 5.0
+            while not k._fd_waits and time.monotonic() < deadline:
+                time.sleep(0.01)
+            (pending,) = k._fd_waits
+            pipe = os.fstat(pending).st_ino
+            k.stop()
+        with contextlib.suppress(OSError):  # closed by the stop, not leaked (its number may be reused)
+            assert os.fstat(pending).st_ino != pipe
+        assert k.stats["internal_errors"] == 0
+        for w in pipes.values():
+            os.close(w)
