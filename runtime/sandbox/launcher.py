@@ -81,6 +81,28 @@ def _covered(path: str, kept: set[str]) -> bool:
     return False
 
 
+_MAX_SORTED_CHILDREN = 16  # init's children whose ages terminate() compares to find the agent
+
+
+def _children(pid: int) -> list[int]:
+    """Host pids of the children of `pid`'s main thread (init is single-threaded); [] when it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _age(pid: int) -> tuple[int, int]:
+    """(start time in clock ticks, pid in its own namespace): orders processes by start, and within one
+    tick by namespace pid, which a new namespace hands out in order."""
+    with open(f"/proc/{pid}/stat") as f:
+        start = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open(f"/proc/{pid}/status") as f:
+        nspid = next(line for line in f if line.startswith("NSpid:"))
+    return start, int(nspid.split()[-1])
+
+
 class AgentProcess:
     """One running agent tree. `pid` is the host pid of its init (or of the agent when unsandboxed)."""
 
@@ -239,13 +261,44 @@ class AgentProcess:
         self._paused = False
 
     def terminate(self) -> None:
-        """SIGTERM now, without waiting (init forwards it to the agent), once; kill() then counts its grace
-        period from here. A caller on an event loop sends it at once and leaves only the wait for kill()
-        on a worker thread, so the worker's start overlaps the agent's exit instead of preceding it.
-        A paused agent is left to kill()'s SIGKILL: frozen, it cannot handle SIGTERM."""
+        """SIGTERM now, without waiting, once, to the agent itself; kill() then counts its grace period
+        from here. A paused agent is left to kill()'s SIGKILL: frozen, it cannot handle SIGTERM."""
         if self._term_at is None and not self._paused:
             self._term_at = time.monotonic()
-            self._signal(signal.SIGTERM)
+            if not (self._pid_ns and self._signal_agent(signal.SIGTERM)):
+                self._signal(signal.SIGTERM)  # init forwards it
+
+    def _signal_agent(self, signo: int) -> bool:
+        """`signo` straight to the agent, not through init, which would forward it: waking init first
+        puts one more wake-up of a sleeping process in series with the agent's exit, and on a VM each
+        may wait for the host to run an idle vCPU. The agent is the child init started first (init
+        forks it and nothing else; its other children are orphans of the agent's tree). It is signalled
+        through a pidfd, opened before it is found init's child still. False when there is no such
+        child, or it cannot be told (init is exiting): then init's pidfd gets the signal."""
+        with self._lock:
+            if self._status is not None:
+                return True  # released: nothing is left to signal
+            children = _children(self.pid)
+            if len(children) > _MAX_SORTED_CHILDREN:
+                return False  # not worth reading their ages on the kernel's thread: init forwards it
+            try:
+                agent = children[0] if len(children) == 1 else min(children, key=_age)
+                pidfd = os.pidfd_open(agent)
+            except (OSError, ValueError, StopIteration):  # none, or gone meanwhile
+                return False
+            try:
+                # still init's child with the pidfd held, and init alive after this listing, so the
+                # listing was init's (the pid of a reaped init may be another process's)
+                if agent not in _children(self.pid) or self._dead():
+                    return False
+                signal.pidfd_send_signal(pidfd, signo)
+            except ProcessLookupError:
+                pass  # reaped since: init has its status and exits
+            except OSError:
+                return False
+            finally:
+                os.close(pidfd)
+            return True
 
     def _await_report(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for the zygote's report that init exited and all is released.

@@ -18,6 +18,7 @@ import time
 import pytest
 from clove_gym.runtime.sandbox import AgentProcess, Launcher, Limits, SpawnError, SpawnSpec
 from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS
+from clove_gym.runtime.sandbox.launcher import _children
 from clove_gym.runtime.sandbox.zygote import SLOT_NICE
 
 NS_PROBE = """
@@ -356,7 +357,7 @@ def test_kill_leaves_nothing_behind(runner) -> None:
     elapsed = time.monotonic() - t0
     os.close(out_r)
     os.close(err_r)
-    assert status == 128 + signal.SIGTERM  # init forwarded SIGTERM; the agent died of it
+    assert status == 128 + signal.SIGTERM  # the agent died of SIGTERM; init exited with its status
     assert elapsed < 2.0
     assert gone([agent.pid, *pids])  # no process, no zombie, at the moment kill() returned
     assert cgroup_dirs(rel) == []
@@ -365,6 +366,39 @@ def test_kill_leaves_nothing_behind(runner) -> None:
     with open("/proc/self/mountinfo") as f:
         assert runner.launcher._newroot not in f.read()  # mounts only ever existed in the agent's namespace
     assert agent.poll() == status and agent.kill() == status
+
+
+@pytest.mark.parametrize(("orphans", "sender"), [(1, 0), (17, 1)])
+def test_sigterm_goes_to_the_agent_itself_not_through_init(runner, orphans: int, sender: int) -> None:
+    """terminate() signals the agent directly, one wake-up of init fewer per kill: the sender is outside
+    the agent's PID namespace (si_pid 0), where init forwarding it would show as pid 1. The agent is
+    told apart from an orphan init adopted, which gets nothing. With more orphans than are worth
+    telling apart on the kernel's thread, init forwards it (si_pid 1)."""
+    agent, out_r, err_r = runner.start(
+        f"""
+        import os, signal, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}})
+        for _ in range({orphans}):
+            middle = os.fork()
+            if middle == 0:
+                if os.fork() == 0:  # orphaned at once: init adopts it
+                    info = signal.sigtimedwait({{signal.SIGTERM}}, 60)
+                    print("orphan got", info and info.si_pid, flush=True)
+                    os._exit(0)
+                os._exit(0)
+            os.waitpid(middle, 0)
+        print("ready", flush=True)
+        print("agent got", signal.sigwaitinfo({{signal.SIGTERM}}).si_pid, flush=True)
+        time.sleep(0.3)  # time enough for an orphan to say so, had it been sent SIGTERM too
+        """
+    )
+    assert _lines_during(out_r, 5.0, until_first=True) == ["ready"]
+    assert len(_children(agent.pid)) == orphans + 1
+    agent.terminate()
+    assert agent.wait(5.0) == 0
+    assert _lines_during(out_r, 1.0) == [f"agent got {sender}"]
+    os.close(out_r)
+    os.close(err_r)
 
 
 def test_fileno_turns_readable_once_the_agent_is_released(runner) -> None:
