@@ -226,9 +226,8 @@ class Zygote:
                 self.doomed.append(group)
         send(self.control, {"op": "exit", "pid": pid, "status": status, "oom_kills": oom_kills})
         fd = self.released.pop(pid, None)
-        if (
-            fd is not None
-        ):  # a byte, not just EOF: a child forked meanwhile may hold a copy until it closes it
+        if fd is not None:
+            # a byte, not just EOF: a slot forked meanwhile holds a copy of the fd until it closes it
             with contextlib.suppress(OSError):  # the launcher closed its end: it no longer waits
                 os.write(fd, b"x")
             os.close(fd)

@@ -9,6 +9,7 @@ import json
 import os
 import selectors
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -326,8 +327,6 @@ def test_a_request_deferred_until_an_fd_is_readable(tmp_path: Path) -> None:
     `work` never runs; when `attempt` cannot tell, or the deadline comes first, `work` answers from a
     worker. The caller may close its fd at once (the kernel waits on a duplicate of its own), and a
     stop with a wait still pending closes that duplicate."""
-    import threading
-
     with Kernel(str(tmp_path / "k.sock")) as k:
         kernel_thread = k._thread.ident
         pipes: dict[bytes, int] = {}  # payload -> write end
@@ -341,7 +340,7 @@ def test_a_request_deferred_until_an_fd_is_readable(tmp_path: Path) -> None:
                 return f"{what}:".encode() + payload
 
             attempt = (lambda: ran("attempt") and None) if payload == b"unsure" else lambda: ran("attempt")
-            deadline = time.monotonic() + (0.3 if payload == b"late" else 60.0)
+            deadline = time.monotonic() + (1.0 if payload == b"late" else 60.0)
             reply = k.defer_until_readable(
                 conn, op, payload, r, attempt, lambda: ran("work"), bytes, deadline
             )
@@ -349,7 +348,7 @@ def test_a_request_deferred_until_an_fd_is_readable(tmp_path: Path) -> None:
             return reply
 
         k._handlers[Op.LIST] = handler
-        for payload, answer, ran in [
+        for payload, answer, expected in [
             (b"ready", b"attempt:ready", [("attempt", b"ready", True)]),
             (b"unsure", b"work:unsure", [("attempt", b"unsure", True), ("work", b"unsure", False)]),
             (b"late", b"work:late", [("work", b"late", False)]),
@@ -365,7 +364,7 @@ def test_a_request_deferred_until_an_fd_is_readable(tmp_path: Path) -> None:
                 if payload != b"late":
                     os.write(pipes[payload], b"x")
                 assert conn.read_frame() == (Op.LIST, answer)
-            assert calls == ran, payload
+            assert calls == expected, payload
         with FrameConn(k.socket_path, timeout=10.0) as conn:
             conn.send(encode_frame(0, Op.LIST, b"pending"))
             deadline = time.monotonic() + 5.0
