@@ -13,7 +13,6 @@ import dataclasses
 import importlib.util
 import itertools
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from clove_gym import native
 from . import cgroups, pidfds, seccomp_policy
 from . import syscalls as sc
 from .spec import SpawnError, SpawnSpec
-from .zygote import recv, send
+from .zygote import readable, recv, send
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
 _DEFAULT_PRELOAD = ("json", "socket", "struct", "asyncio", "clove_gym.runtime.protocol", "clove_sdk")
@@ -152,7 +151,7 @@ class AgentProcess:
         return self._group.rel if self._group is not None and self._status is None else None
 
     def _dead(self) -> bool:
-        return self._status is not None or bool(select.select([self.pidfd], [], [], 0)[0])
+        return self._status is not None or bool(readable([self.pidfd], 0))
 
     def _signal(self, signo: int) -> None:
         """Signal init through its pidfd: never another process that reused the pid."""
@@ -186,7 +185,7 @@ class AgentProcess:
             for fd in (self.release_fd, self.pidfd):
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 with contextlib.suppress(OSError, ValueError):  # released meanwhile by another thread
-                    select.select([fd], [], [], left)
+                    readable([fd], left)
                 if self._status is not None or self._dead():
                     break
             if self._status is None and self._dead():
@@ -305,7 +304,7 @@ class AgentProcess:
         Only that report ends a kill: waiting on the pidfd as well woke this thread once more, at init's
         exit, and each wake-up of a sleeping thread may wait for its idle vCPU to be run by the host."""
         with contextlib.suppress(OSError, ValueError):  # released meanwhile by another thread
-            select.select([self.release_fd], [], [], timeout)
+            readable([self.release_fd], timeout)
 
     def kill(self, timeout: float = 5.0) -> int:
         """SIGTERM (unless terminate() sent it), then `timeout` seconds after it SIGKILL to the whole tree
@@ -462,7 +461,7 @@ class Launcher:
 
     def _read_some(self, wait: float) -> None:
         """As the one reading thread: file every message that arrives within `wait` seconds, or is there."""
-        while select.select([self._control], [], [], wait)[0]:
+        while readable([self._control], wait):
             with self._io:
                 self._receive()
                 self._io.notify_all()

@@ -22,13 +22,14 @@ import gc
 import importlib
 import itertools
 import json
+import math
 import os
 import select
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,28 @@ from . import cgroups, child, rootfs, seccomp_policy
 from . import syscalls as sc
 from .spec import Limits
 
+_Watched = Any  # a descriptor, or an object with fileno()
+
 MAX_MESSAGE = 1 << 20
 _PEEK = bytearray(1)  # recv()'s peek target; what lands in it is never read, so threads may share it
 SPAWN_TIMEOUT = 10.0
 _MAX_SLOT_FAILURES = 3
 _REFILL_IDLE = 0.001  # slots prepare at low priority, so refilling early costs a spawn little
 SLOT_NICE = 10  # warm slots' nice value while they prepare and wait
+
+
+def readable(watched: Iterable[_Watched], timeout: float | None) -> list[_Watched]:
+    """Those of `watched` (descriptors or objects with fileno()) readable, at EOF or closed within
+    `timeout` seconds (None: no limit), as select() would say. poll(), not select(): select() refuses
+    descriptors above 1023, and a zygote or kernel holds a few per agent."""
+    poller = select.poll()
+    by_fd: dict[int, _Watched] = {}
+    for w in watched:
+        fd = w if isinstance(w, int) else w.fileno()
+        by_fd[fd] = w
+        poller.register(fd, select.POLLIN)
+    ms = None if timeout is None else math.ceil(max(0.0, timeout) * 1000)
+    return [by_fd[fd] for fd, _events in poller.poll(ms)]
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -85,7 +102,7 @@ def read_status(
     watched = [fd] if wake is None else [fd, wake[0]]
     while True:
         remaining = deadline - time.monotonic()
-        ready = select.select(watched, [], [], remaining)[0] if remaining > 0 else []
+        ready = readable(watched, remaining) if remaining > 0 else []
         if not ready:
             return [*lines, f"error timed out after {timeout}s"]
         if fd not in ready:  # the status first: an exit reaped before it was read would lose its pid
@@ -165,7 +182,7 @@ class Zygote:
             # spawn that arrives meanwhile by ~1 ms; the slot then prepares itself at low priority
             idle = _REFILL_IDLE if len(self.slots) < self.config["pool_size"] else None
             try:
-                ready, _, _ = select.select([self.control, self.wake_r, *self.slots], [], [], idle)
+                ready = readable([self.control, self.wake_r, *self.slots], idle)
             except InterruptedError:
                 continue
             if not ready:
@@ -247,7 +264,7 @@ class Zygote:
         before the next one, so it waits for one start at most, not for a whole pool's."""
         cfg = self.config
         while len(self.slots) < cfg["pool_size"] and self.slot_failures < _MAX_SLOT_FAILURES:
-            if select.select([self.control, self.wake_r], [], [], 0)[0]:
+            if readable([self.control, self.wake_r], 0):
                 return  # the loop serves it and refills once it is quiet again
             group = None
             if cfg["mechanism"] != "rlimit":

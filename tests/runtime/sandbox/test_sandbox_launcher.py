@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -1120,3 +1121,54 @@ def test_without_a_cgroup_a_listed_pid_outside_the_tree_is_never_signalled() -> 
         for proc in (inside, outside):
             proc.kill()
             proc.wait()
+
+
+# Preloaded by the zygote: holds descriptors up to 1100 first, so that every socket and pipe the zygote
+# makes afterwards (slots, status, lifeline, release pipes) is numbered above 1023.
+_FD_CEILING = """
+import os
+import resource
+
+_held = []
+while not _held or _held[-1] < 1100:
+    _held.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+"""
+
+
+def test_descriptors_above_1023_work_in_the_launcher_and_the_zygote(runner, tmp_path, monkeypatch) -> None:
+    """select() refuses descriptors above 1023, and a kernel or zygote with a few hundred agents holds
+    that many (a pidfd and a release pipe per agent). With both processes' tables filled past 1100
+    first, warm and cold spawns, wait, kill and the zygote's own loop still work."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 1200: cannot hold descriptors past 1100")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        preload = _zygote_hook(tmp_path, monkeypatch, "clove_fd_ceiling", _FD_CEILING)
+        idle = runner.script("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+        quick = runner.script("raise SystemExit(5)\n")
+        with Launcher(root_cgroup_name="clove-gym-test", pool_size=1, preload=preload) as launcher:
+            assert launcher._control.fileno() > 1023
+            warm = []  # the first spawn finds no slot ready yet (cold); a later one does (warm)
+            for i in range(20):
+                agent = launcher.spawn(SpawnSpec(i + 1, f"hi{i}", [sys.executable, idle], {}, None))
+                warm.append(agent.isolation["warm_slot"])
+                assert min(agent.pidfd, agent.fileno()) > 1023
+                assert agent.kill(timeout=2.0) == 128 + signal.SIGTERM
+                if any(warm) and not all(warm):
+                    break
+                time.sleep(0.2)
+            assert any(warm) and not all(warm), f"not both paths: warm {warm}"
+            done = launcher.spawn(SpawnSpec(9, "quick", [sys.executable, quick], {}, None))
+            assert done.wait(10.0) == 5
+            zygote_fds = [int(fd) for fd in os.listdir(f"/proc/{launcher._zygote.pid}/fd")]
+            assert max(zygote_fds) > 1100 and launcher._zygote.poll() is None
+    finally:
+        for fd in held:
+            os.close(fd)
+        if soft < 1200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -39,3 +39,22 @@ def test_refill_yields_to_a_waiting_spawn_or_exit(monkeypatch) -> None:
             os.close(fd)
         z.control.close()
         launcher.close()
+
+
+def test_readable_answers_as_select_would() -> None:
+    """zygote.readable: what is readable or at EOF within the timeout, as the objects it was given;
+    nothing when the timeout passes first. (Its point, descriptors above 1023, is exercised end to end
+    in test_sandbox_launcher.py.)"""
+    r, w = os.pipe()
+    a, b = socket.socketpair()
+    try:
+        assert zmod.readable([r, a], 0) == []
+        assert zmod.readable([r, a], 0.05) == []
+        b.send(b"x")
+        assert zmod.readable([r, a], 0) == [a]  # the socket object back, not its number
+        os.close(w)
+        assert sorted(zmod.readable([r, a], None), key=id) == sorted([r, a], key=id)  # EOF counts
+    finally:
+        os.close(r)
+        a.close()
+        b.close()
