@@ -31,9 +31,10 @@ from typing import Any
 from clove_gym.benchmarks.agents import script
 from clove_gym.benchmarks.bench_server import KernelProcess
 from clove_gym.benchmarks.isolation_inproc import GAP, LAST, InprocRun, start_pool, start_threads
-from clove_gym.benchmarks.isolation_probes import Stats, children
+from clove_gym.benchmarks.isolation_probes import Stats
 from clove_gym.runtime.client import Client
 from clove_gym.runtime.protocol import Op
+from clove_gym.runtime.sandbox.pidfds import children
 from clove_gym.runtime.trace.format import EVENT_CODES
 from clove_gym.runtime.trace.reader import iter_records
 

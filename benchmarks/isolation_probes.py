@@ -25,6 +25,7 @@ from clove_gym.benchmarks.agents import script
 from clove_gym.benchmarks.bench_baseline import ping_client
 from clove_gym.runtime.client import Client
 from clove_gym.runtime.protocol import Op
+from clove_gym.runtime.sandbox.pidfds import children
 from clove_gym.runtime.trace.reader import iter_records
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -152,15 +153,6 @@ def cgroup_dirs(rel: str) -> list[str]:
         return []
     roots = [CGROUP_ROOT] + [os.path.join(CGROUP_ROOT, c) for c in os.listdir(CGROUP_ROOT)]
     return [d for d in (os.path.join(r, rel) for r in roots if os.path.isdir(r)) if os.path.isdir(d)]
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of `pid` (the sandbox's init has one: the agent)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def pid_alive(pid: int) -> bool:

@@ -83,15 +83,6 @@ def _covered(path: str, kept: set[str]) -> bool:
 _MAX_SORTED_CHILDREN = 16  # init's children whose ages terminate() compares to find the agent
 
 
-def _children(pid: int) -> list[int]:
-    """Host pids of the children of `pid`'s main thread (init is single-threaded); [] when it is gone."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
 def _age(pid: int) -> tuple[int, int]:
     """(start time in clock ticks, pid in its own namespace): orders processes by start, and within one
     tick by namespace pid, which a new namespace hands out in order."""
@@ -277,7 +268,7 @@ class AgentProcess:
         with self._lock:
             if self._status is not None:
                 return True  # released: nothing is left to signal
-            children = _children(self.pid)
+            children = pidfds.children(self.pid)
             if len(children) > _MAX_SORTED_CHILDREN:
                 return False  # not worth reading their ages on the kernel's thread: init forwards it
             try:
@@ -288,7 +279,7 @@ class AgentProcess:
             try:
                 # still init's child with the pidfd held, and init alive after this listing, so the
                 # listing was init's (the pid of a reaped init may be another process's)
-                if agent not in _children(self.pid) or self._dead():
+                if agent not in pidfds.children(self.pid) or self._dead():
                     return False
                 signal.pidfd_send_signal(pidfd, signo)
             except ProcessLookupError:

@@ -19,6 +19,16 @@ from collections.abc import Callable, Collection, Iterable
 _BATCH = 128
 
 
+def children(pid: int) -> list[int]:
+    """Pids of the children of `pid`'s main thread (all of them for a single-threaded process such as
+    a sandbox's init); [] when it is gone. A listing like any other: see signal_listed()."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def signal_listed(pids: Iterable[int], signo: int, members: Callable[[list[int]], Collection[int]]) -> int:
     """Send `signo` to each of `pids` that `members` still counts as a member once a pidfd holds it.
     `members(held)` gets the pids held and returns those that are members now (re-read the listing).

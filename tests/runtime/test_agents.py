@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from clove_gym.runtime.agents import PlainLauncher, PlainSpec
+from clove_gym.runtime.agents import PlainLauncher, PlainProcess, PlainSpec
 
 KEEPS_RUNNING_ON_SIGTERM = """
 import os, signal, time
@@ -33,14 +33,17 @@ def _lines(fd: int, want: int, timeout: float) -> list[str]:
     return out.decode().splitlines()
 
 
-def test_terminate_sends_sigterm_once_and_kill_counts_the_grace_from_it() -> None:
+def _spawn(code: str) -> tuple[PlainProcess, int]:
+    """A plain Python agent running `code`, and the read end of its stdout."""
     r, w = os.pipe()
     try:
-        proc = PlainLauncher().spawn(
-            PlainSpec(1, "p", [sys.executable, "-c", KEEPS_RUNNING_ON_SIGTERM], {}, None, w)
-        )
+        return PlainLauncher().spawn(PlainSpec(1, "p", [sys.executable, "-c", code], {}, None, w)), r
     finally:
         os.close(w)
+
+
+def test_terminate_sends_sigterm_once_and_kill_counts_the_grace_from_it() -> None:
+    proc, r = _spawn(KEEPS_RUNNING_ON_SIGTERM)
     try:
         assert _lines(r, 1, 10.0) == ["ready"]
         proc.terminate()
@@ -76,13 +79,7 @@ def _running(pid: int) -> bool:
 def test_poll_after_terminate_ends_the_rest_of_the_group() -> None:
     """An event loop that sent terminate() learns of the exit by fileno() and poll(), not kill(): the
     first poll() that sees the exit SIGKILLs what is left of the group, as kill() does."""
-    r, w = os.pipe()
-    try:
-        proc = PlainLauncher().spawn(
-            PlainSpec(1, "p", [sys.executable, "-c", LEAVES_A_STRAGGLER], {}, None, w)
-        )
-    finally:
-        os.close(w)
+    proc, r = _spawn(LEAVES_A_STRAGGLER)
     try:
         (straggler,) = map(int, _lines(r, 1, 10.0))
         proc.terminate()

@@ -19,7 +19,7 @@ import time
 import pytest
 from clove_gym.runtime.sandbox import AgentProcess, Launcher, Limits, SpawnError, SpawnSpec
 from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS
-from clove_gym.runtime.sandbox.launcher import _children
+from clove_gym.runtime.sandbox.pidfds import children
 from clove_gym.runtime.sandbox.zygote import SLOT_NICE
 
 NS_PROBE = """
@@ -394,7 +394,7 @@ def test_sigterm_goes_to_the_agent_itself_not_through_init(runner, orphans: int,
         """
     )
     assert _lines_during(out_r, 5.0, until_first=True) == ["ready"]
-    assert len(_children(agent.pid)) == orphans + 1
+    assert len(children(agent.pid)) == orphans + 1
     agent.terminate()
     assert agent.wait(5.0) == 0
     assert _lines_during(out_r, 1.0) == [f"agent got {sender}"]
