@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable, Collection, Iterable
 
 # Descriptors held at once: a fork bomb's group lists up to its pids limit, and the kernel process
-# holds a socket and a pidfd per agent besides these.
+# holds a socket, a pidfd and a release pipe per agent besides these.
 _BATCH = 128
 
 

@@ -181,10 +181,7 @@ class Zygote:
             # refill once the control socket has been quiet for a moment: forking a slot delays a
             # spawn that arrives meanwhile by ~1 ms; the slot then prepares itself at low priority
             idle = _REFILL_IDLE if len(self.slots) < self.config["pool_size"] else None
-            try:
-                ready = readable([self.control, self.wake_r, *self.slots], idle)
-            except InterruptedError:
-                continue
+            ready = readable([self.control, self.wake_r, *self.slots], idle)  # poll() retries on EINTR
             if not ready:
                 self.refill()
             if self.wake_r in ready:
