@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from clove_gym.runtime import fdlimit
+
 COMPAT_DIR = str(Path(__file__).resolve().parent / "_compat")  # provides `clove_sdk` (C5)
 
 RESTART_POLICIES = {"always": "always", "on-failure": "on-failure", "on_failure": "on-failure"}
@@ -151,6 +153,7 @@ class PlainLauncher:
             )
         except OSError as exc:
             raise SpawnError(f"failed to spawn agent: {exc.strerror or exc}") from None
+        fdlimit.restore(popen.pid)
         return PlainProcess(popen)
 
     def close(self) -> None:

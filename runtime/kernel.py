@@ -33,7 +33,7 @@ from typing import Any
 
 from clove_gym import native
 from clove_gym.runtime import dataplane as py_dataplane
-from clove_gym.runtime import sched_backend
+from clove_gym.runtime import fdlimit, sched_backend
 from clove_gym.runtime.agents import ManagedAgent, PlainLauncher
 from clove_gym.runtime.audit import AuditLog
 from clove_gym.runtime.childtable import ChildTable
@@ -161,6 +161,7 @@ class Kernel(SyscallHandlers):
     ) -> None:
         """`scheduler`: the THINK queue's decision backend spec (runtime/sched_backend.py; None =
         $CLOVE_SCHEDULER, else software); a non-software one starts here, so it fails the kernel's start."""
+        fdlimit.raise_soft()  # a few descriptors per agent: see fdlimit
         self._own_llm = llm is None
         if llm is not None and scheduler is not None:
             raise ValueError("Kernel: give scheduler= to the LLMService passed as llm=, not to the Kernel")

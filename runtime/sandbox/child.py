@@ -310,8 +310,8 @@ def _agent(plan: dict[str, Any], status_fd: int, seccomp: bytes | None) -> NoRet
             signal.signal(signo, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it at startup
-        for name, value in plan["rlimits"].items():
-            resource.setrlimit(getattr(resource, name), (value, value))
+        for name, value in plan["rlimits"].items():  # a limit, or a [soft, hard] pair
+            resource.setrlimit(getattr(resource, name), value if isinstance(value, list) else (value, value))
         if plan["uid"] is not None:
             os.setgroups(plan["groups"])
             os.setresgid(plan["gid"], plan["gid"], plan["gid"])

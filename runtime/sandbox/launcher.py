@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clove_gym import native
+from clove_gym.runtime import fdlimit
 
 from . import cgroups, pidfds, seccomp_policy
 from . import syscalls as sc
@@ -384,6 +385,7 @@ class Launcher:
         self._reading = False
         self._spawn_lock = threading.Lock()
         self._socket_modes: set[tuple[str, int]] = set()
+        fdlimit.raise_soft()  # before the zygote starts, so it inherits the raised limit too
         self._newroot = tempfile.mkdtemp(prefix="clove-gym-root-")
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._zygote = subprocess.Popen(
@@ -501,6 +503,15 @@ class Launcher:
         self._agents.pop(pid, None)
         self._live.discard(pid)
 
+    def _abandon(self, pid: int, fds: list[int]) -> None:
+        """Have the zygote kill an agent this launcher cannot track (by pid: the zygote has not reaped it,
+        so the pid is still its init's), and forget it: its exit report is dropped when it comes."""
+        for fd in fds:
+            os.close(fd)
+        with self._io:
+            self._release(pid)
+        send(self._control, {"op": "abandon", "pid": pid})
+
     def _wait_status(self, pid: int, timeout: float) -> int:
         """The exit status of `pid` (left in place: the AgentProcess drops it once released)."""
         self._pump(lambda: pid in self._statuses, timeout, f"the exit of pid {pid}")
@@ -575,7 +586,7 @@ class Launcher:
         else:
             reasons.append("no writable cgroup hierarchy; limits fall back to rlimits")
         ids = self._agent_ids(spec)
-        rlimits = {"RLIMIT_CORE": 0}
+        rlimits: dict[str, int | list[int]] = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": list(fdlimit.for_agents())}
         if cgroup_rel is None:
             rlimits["RLIMIT_AS"] = spec.limits.memory
             applied["memory_limit"] = True
@@ -648,6 +659,12 @@ class Launcher:
             raise SpawnError(f"spawn of {spec.name!r}: {exc}") from exc
         if message["op"] == "error":
             raise SpawnError(f"spawn of {spec.name!r} failed: {message['error']}")
+        if len(fds) < 2:  # the socket dropped them (MSG_CTRUNC): this process is out of descriptors
+            self._abandon(message["pid"], fds)
+            raise SpawnError(
+                f"spawn of {spec.name!r} failed: the kernel process is out of file descriptors"
+                f" ({fdlimit.describe()}), so the agent's pidfd and release pipe were lost; it was killed"
+            )
         group = cgroups.attach(message["cgroup"]) if message["cgroup"] else None
         applied.update(message["applied"])
         namespaces = {k: sandboxed for k in ("pid", "mnt", "uts", "ipc")}

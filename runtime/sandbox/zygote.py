@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clove_gym.runtime import fdlimit
+
 from . import cgroups, child, rootfs, seccomp_policy
 from . import syscalls as sc
 from .spec import Limits
@@ -203,6 +205,8 @@ class Zygote:
                                 self.drop_slot(slot, kill=True)
                     elif message["op"] == "spawn":
                         self.spawn(message["plan"], fds)
+                    elif message["op"] == "abandon":
+                        self.abandon(message["pid"])
                 finally:
                     for fd in fds:
                         os.close(fd)
@@ -359,7 +363,18 @@ class Zygote:
         return None
 
     # -- spawning ---------------------------------------------------------------------------------
+    def abandon(self, pid: int) -> None:
+        """Kill an agent the launcher could not take (its descriptors were lost on the way). By pid: an
+        init in `inits` is not reaped yet (reaping removes it), so the pid cannot be another's. Its exit
+        is then reaped and reported as any other."""
+        if pid in self.inits:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def spawn(self, plan: dict[str, Any], fds: list[int]) -> None:
+        if len(fds) < 2:  # dropped by the socket (MSG_CTRUNC): we are out of descriptors
+            send(self.control, {"op": "error", "error": _out_of_fds("the agent's stdout and stderr")})
+            return
         limits = Limits(**plan["limits"])
         slot = self.take_slot(plan)
         try:
@@ -498,6 +513,12 @@ class Zygote:
     ) -> None:
         errors = [line[6:] for line in lines if line.startswith("error ")]
         early = self.pending.pop(pid, None) if pid is not None else None  # exit reaped meanwhile
+        release = (-1, -1)
+        if pid is not None and not errors:
+            try:
+                release = os.pipe2(os.O_CLOEXEC)
+            except OSError:
+                errors.append(_out_of_fds("the agent's release pipe"))
         if pid is None or errors:
             if pid is not None and early is None:  # not reaped yet, so the pid is still init's
                 with contextlib.suppress(ProcessLookupError):
@@ -516,7 +537,7 @@ class Zygote:
         self.inits[pid] = group
         reply = {"op": "spawned", "pid": pid, "warm": warm, "applied": applied}
         reply["cgroup"] = group.describe() if group else None
-        release_r, self.released[pid] = os.pipe2(os.O_CLOEXEC)
+        release_r, self.released[pid] = release
         try:
             send(self.control, reply, [pidfd, release_r])
         finally:
@@ -551,6 +572,10 @@ class Zygote:
         for d in self.config.get("cleanup_dirs", []):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+
+def _out_of_fds(what: str) -> str:
+    return f"the zygote is out of file descriptors ({fdlimit.describe()}): no room for {what}"
 
 
 def _our_child(pidfd: int) -> bool:

@@ -913,6 +913,108 @@ def test_a_slot_init_reaped_before_its_pid_is_read_is_never_signalled_by_pid(tmp
                 os.kill(decoy, signal.SIGKILL)
 
 
+# Run with RLIMIT_NOFILE 64/64 (nothing to raise to): sleeping agents are spawned until one fails.
+_EXHAUST = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from clove_gym.runtime.sandbox import Launcher, SpawnError, SpawnSpec
+from clove_gym.runtime.sandbox.pidfds import children
+
+def spec(n):
+    return SpawnSpec(n, f"fd{n}", ["/bin/sleep", "60"], {"PATH": "/bin:/usr/bin"}, None)
+
+with Launcher(root_cgroup_name="clove-gym-test", pool_size=0) as launcher:
+    agents, error = [], None
+    for n in range(1, 200):
+        try:
+            agents.append(launcher.spawn(spec(n)))
+        except SpawnError as exc:
+            error = str(exc)
+            break
+    untracked = {*launcher._live, *launcher._statuses} - {a.pid for a in agents}
+    statuses = [agents.pop().kill(timeout=2) for _ in range(3)]  # frees six descriptors
+    zygote = launcher._zygote.pid
+    deadline = time.monotonic() + 5  # the zygote kills the agent it could not hand over
+    while len(children(zygote)) > len(agents) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    inits = len(children(zygote))
+    again = launcher.spawn(spec(1000))
+    statuses.append(again.kill(timeout=2))
+    statuses += [a.kill(timeout=2) for a in agents]
+print(json.dumps({"spawned": len(agents) + 3, "error": error, "inits": inits, "untracked": list(untracked),
+                  "statuses": statuses}))
+"""
+
+
+def test_a_kernel_process_out_of_descriptors_fails_the_spawn_and_kills_its_agent() -> None:
+    """Where the fd limit cannot be raised, the spawn whose pidfd and release pipe do not fit fails with
+    an error naming the limit, and its agent does not run on untracked; once descriptors are freed,
+    spawning works again. (Before, it raised IndexError and left the agent running.)"""
+    proc = subprocess.run([sys.executable, "-c", _EXHAUST], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen["spawned"] >= 10, seen
+    assert "the kernel process is out of file descriptors (RLIMIT_NOFILE 64/64" in seen["error"], seen
+    assert "it was killed" in seen["error"]
+    assert seen["inits"] == seen["spawned"] - 3 and seen["untracked"] == [], seen
+    assert seen["statuses"] == [128 + signal.SIGTERM] * (seen["spawned"] + 1)
+
+
+# Preloaded by the zygote: while the file in CLOVE_TEST_STARVE names `recv` or `_finish`, that call
+# runs with the soft fd limit at the lowest free descriptor, so any descriptor it would get fails.
+_STARVE = """
+import os, resource
+from clove_gym.runtime.sandbox import zygote
+
+
+def _starved(call, name):
+    def wrapped(*args, **kwargs):
+        try:
+            with open(os.environ["CLOVE_TEST_STARVE"]) as f:
+                wanted = f.read().strip()
+        except FileNotFoundError:
+            wanted = ""
+        if wanted != name:
+            return call(*args, **kwargs)
+        lowest = os.dup(0)  # the lowest free descriptor
+        os.close(lowest)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+        try:
+            return call(*args, **kwargs)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return wrapped
+
+
+zygote.recv = _starved(zygote.recv, "recv")
+zygote.Zygote._finish = _starved(zygote.Zygote._finish, "_finish")
+"""
+
+
+@pytest.mark.parametrize("where", ["recv", "_finish"])
+def test_a_zygote_out_of_descriptors_fails_the_spawn_and_lives_on(tmp_path, monkeypatch, where) -> None:
+    """recv: the agent's stdout and stderr are dropped from the spawn request (the zygote used to die of
+    an IndexError, and with it every agent); _finish: the agent's release pipe cannot be made (the agent
+    used to run on, known to the zygote only). Either way the spawn fails naming the cause, nothing of
+    it is left, and the next spawn works."""
+    preload = _zygote_hook(tmp_path, monkeypatch, "clove_starve", _STARVE)
+    flag = tmp_path / "starve"
+    monkeypatch.setenv("CLOVE_TEST_STARVE", str(flag))
+    what = {"recv": "the agent's stdout and stderr", "_finish": "the agent's release pipe"}[where]
+    with Launcher(root_cgroup_name="clove-gym-test", pool_size=0, preload=preload) as launcher:
+        live = launcher.spawn(SpawnSpec(1, "live", ["/bin/sleep", "60"], {"PATH": "/bin:/usr/bin"}, None))
+        flag.write_text(where)
+        with pytest.raises(SpawnError, match=f"the zygote is out of file descriptors .*no room for {what}"):
+            launcher.spawn(SpawnSpec(2, "starved", ["/bin/sleep", "60"], {"PATH": "/bin:/usr/bin"}, None))
+        flag.unlink()
+        assert children(launcher._zygote.pid) == [live.pid]
+        assert launcher._zygote.poll() is None
+        assert not cgroup_dirs(f"{launcher._root_rel}/starved_2")
+        after = launcher.spawn(SpawnSpec(3, "after", ["/bin/sleep", "60"], {"PATH": "/bin:/usr/bin"}, None))
+        assert after.kill(timeout=2) == live.kill(timeout=2) == 128 + signal.SIGTERM
+
+
 def test_spawn_kill_and_poll_from_several_threads(runner) -> None:
     launcher = runner.launcher
     script = runner.script("import time\ntime.sleep(30)\n")
