@@ -14,6 +14,7 @@ buffering); oversized frames are drained and answered with an error; bad magic c
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -62,6 +63,8 @@ IN_HIGH = 2 << 20  # stop reading a busy client once this much input waits
 ASYNC_RESULTS_LIMIT = 10_000
 MAX_CONNECTIONS = 4096
 TICK_S = 0.1
+ACCEPT_RETRY_S = 0.1  # how long the listener is set aside when an accept finds no descriptor
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 IDENTIFY_WAIT_NS = 10_000_000_000  # longest a new connection waits for in-flight spawns to name it
 _PEERCRED = struct.Struct("3i")
 
@@ -228,7 +231,10 @@ class Kernel(SyscallHandlers):
             "protocol_errors": 0,
             "throttled": 0,
             "internal_errors": 0,
+            "accept_paused": 0,  # times the listener was set aside, out of descriptors or memory
         }
+        self._accept_paused_until: float | None = None
+        self._accept_warned = False
         self._init_handlers()
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -298,7 +304,8 @@ class Kernel(SyscallHandlers):
         for conn in list(self._conns.values()):
             self._close(conn)
         if self._listener is not None:
-            self._sel.unregister(self._listener)
+            if self._accept_paused_until is None:
+                self._sel.unregister(self._listener)
             self._listener.close()
             self._listener = None
             try:
@@ -383,6 +390,9 @@ class Kernel(SyscallHandlers):
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if self._accept_paused_until is not None and now >= self._accept_paused_until:
+            self._accept_paused_until = None
+            self._sel.register(self._listener, selectors.EVENT_READ, self._on_accept)
         for to_worker in [hand_over for deadline, hand_over in self._fd_waits.values() if deadline <= now]:
             to_worker()
         if self.trace is not None:
@@ -439,13 +449,18 @@ class Kernel(SyscallHandlers):
         return agent_id
 
     def _on_accept(self, listener: socket.socket, _mask: int) -> None:
-        for _ in range(64):
+        for attempt in range(64):
             try:
                 sock, _addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                return
+            except OSError as exc:
+                # accept() takes a descriptor before it looks at the backlog: only the first attempt,
+                # made because the listener was readable, tells that a client waits for one
+                if attempt == 0 and exc.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting(exc)
+                return  # anything else concerns that one connection, already gone
+            self._accept_warned = False
             if len(self._conns) >= MAX_CONNECTIONS:
                 sock.close()
                 continue
@@ -465,6 +480,22 @@ class Kernel(SyscallHandlers):
                 self._unidentified.append(conn)
             else:
                 self._identify(conn, owner)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors or memory: the listener stays readable while a client waits in its
+        backlog, so accepting again at once would spin this loop. It is set aside until the first tick
+        ACCEPT_RETRY_S on (asyncio's loop does the same); the client is accepted once a descriptor is
+        freed, meanwhile connected clients are served as usual."""
+        self._sel.unregister(self._listener)
+        self._accept_paused_until = time.monotonic() + ACCEPT_RETRY_S
+        self.stats["accept_paused"] += 1
+        if not self._accept_warned:  # once until an accept succeeds again
+            self._accept_warned = True
+            print(
+                f"clove-gym kernel: cannot accept connections: {exc.strerror} ({fdlimit.describe()});"
+                f" retrying every {ACCEPT_RETRY_S:g} s",
+                file=sys.stderr,
+            )
 
     def _identify(self, conn: Connection, owner: int | None) -> None:
         """C13 + trust: a spawned agent's first connection gets its spawn id; anything in a spawned agent's

@@ -9,6 +9,8 @@ import json
 import os
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -378,3 +380,66 @@ def test_a_request_deferred_until_an_fd_is_readable(tmp_path: Path) -> None:
         assert k.stats["internal_errors"] == 0
         for w in pipes.values():
             os.close(w)
+
+
+# A kernel whose descriptors run out after a few connections: the soft limit is set just above what it
+# holds once started. Prints its pid, then serves until stdin closes.
+_STARVED_KERNEL = """
+import os, resource, sys
+from clove_gym.runtime.kernel import Kernel
+with Kernel(sys.argv[1]) as k:
+    lowest = os.dup(0)  # the lowest free descriptor: connections get this and the next ones
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 4, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    print(os.getpid(), flush=True)
+    sys.stdin.read()
+"""
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_out_of_descriptors_the_kernel_sets_accepting_aside_instead_of_spinning(tmp_path) -> None:
+    """A connection that cannot be accepted (EMFILE) stays in the listener's backlog, so the listener
+    stays readable: accepting again at once spun the loop at full CPU. The kernel now sets the listener
+    aside for a tick at a time, serves its clients meanwhile, and accepts the waiting one once a
+    descriptor is free."""
+    path = str(tmp_path / "k.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STARVED_KERNEL, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    conns: list[FrameConn] = []
+    try:
+        pid = int(proc.stdout.readline())
+        for _ in range(4):
+            conns.append(FrameConn(path, timeout=10))
+            assert conns[-1].call(NOOP) == (Op.NOOP, b"ping")
+        waiting = _raw(path)  # connected, in the backlog: no descriptor is left to accept it with
+        waiting.sendall(NOOP)
+        waiting.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            waiting.recv(1)
+        before = _cpu_ticks(pid)
+        time.sleep(1.0)
+        spent = _cpu_ticks(pid) - before
+        assert spent < 30, f"the kernel used {spent} CPU ticks of 100 in 1 s while out of descriptors"
+        assert conns[0].call(NOOP) == (Op.NOOP, b"ping")  # its clients are still served
+        conns.pop().close()
+        waiting.settimeout(5)
+        header = waiting.recv(HEADER.size, socket.MSG_WAITALL)
+        assert HEADER.unpack(header)[2] == Op.NOOP
+    finally:
+        for conn in conns:
+            conn.close()
+        proc.stdin.close()
+        proc.wait(10)
+    err = proc.stderr.read()
+    assert err.count("cannot accept connections: Too many open files (RLIMIT_NOFILE") == 1, err
