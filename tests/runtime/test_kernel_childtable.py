@@ -152,3 +152,36 @@ def test_a_table_with_a_bad_kernel_start_is_dropped_untouched(tmp_path):
     finally:
         agent.kill()
         agent.wait()
+
+
+def test_a_spawn_is_on_disk_before_its_answer_and_a_kill_is_written_once_after_it(
+    tmp_path, agent_dir, raw_client, monkeypatch
+):
+    """A kernel killed right after answering SPAWN must find the agent in its table; a KILL rewrites the
+    table once, after it is answered (a stale row is harmless), and not also when it stops watching
+    the agent (those rows had not changed)."""
+    sleeper = agent_dir / "sleeper.py"
+    sleeper.write_text("import time\ntime.sleep(60)\n")
+    with Kernel(str(tmp_path / "k.sock"), child_table_dir=tmp_path / "tables") as k:
+        events: list[str] = []
+        save, complete = k.children.save, k._complete
+        monkeypatch.setattr(
+            k.children, "save", lambda rows: (save(rows), events.append(f"save {[r['name'] for r in rows]}"))
+        )
+        monkeypatch.setattr(
+            k,
+            "_complete",
+            lambda conn, op, *rest: (events.append(f"answer {Op(op).name}"), complete(conn, op, *rest)),
+        )
+        c = raw_client(k.socket_path)
+        reply = c.call(Op.SPAWN, {"name": "a", "script": str(sleeper), "sandboxed": False})
+        assert events == ["save ['a']", "answer SPAWN"]
+        on_disk = json.loads(k.children.path.read_text())["agents"]
+        assert [(row["name"], row["pid"]) for row in on_disk] == [("a", reply["pid"])]
+        events.clear()
+        assert c.call(Op.KILL, {"id": reply["id"]})["killed"] is True
+        deadline = time.monotonic() + 5
+        while len(events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events == ["answer KILL", "save []"]
+        assert json.loads(k.children.path.read_text())["agents"] == []
