@@ -225,6 +225,7 @@ class Kernel(SyscallHandlers):
         self._running = False
         self._stop_requested = False
         self._stopped = threading.Event()
+        self._loop_ident = 0  # the thread running the loop, once it runs
         self._started = time.monotonic()
         self._last_tick = 0.0
         self.stats = {
@@ -354,6 +355,7 @@ class Kernel(SyscallHandlers):
 
     # ---- the loop ------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        self._loop_ident = threading.get_ident()
         try:
             while self._running:
                 # wake for the next restart when it is due, not at the next tick (up to TICK_S late)
@@ -830,7 +832,15 @@ class Kernel(SyscallHandlers):
         def finish(response: Any) -> None:
             self._answer_deferred(conn, opcode, payload, response, t0, queue_ns)
 
-        start(lambda response: self.call_soon(lambda: finish(response)))
+        def done(response: Any) -> None:
+            if started and threading.get_ident() == self._loop_ident:
+                finish(response)  # from an event of the loop: waking the loop would cost a round of it
+            else:  # another thread, or start() itself, before its request was taken as deferred
+                self.call_soon(lambda: finish(response))
+
+        started = False
+        start(done)
+        started = True
         return DEFERRED
 
     def _answer_deferred(

@@ -350,7 +350,8 @@ def test_kill_waits_on_the_kernel_thread_and_a_worker_only_sigkills(
     tmp_path, agent_dir, raw_client, monkeypatch
 ):
     """A sandboxed agent that ends on SIGTERM is answered from the kernel thread once the zygote reports
-    it released: no worker thread wakes for it (a wake-up fewer per kill). One that ignores SIGTERM is
+    it released: no worker thread wakes for it (a wake-up fewer per kill), and the answer is sent from
+    the loop's event at once, not through its wake-up pipe. One that ignores SIGTERM is
     SIGKILLed by a worker when the grace period ends, not before; a paused one at once."""
     grace = 1.5
     monkeypatch.setattr(syscalls, "KILL_GRACE_S", grace)
@@ -359,6 +360,9 @@ def test_kill_waits_on_the_kernel_thread_and_a_worker_only_sigkills(
         submitted = []
         submit = k._submit
         monkeypatch.setattr(k, "_submit", lambda *args: (submitted.append(args), submit(*args))[1])
+        woken = []  # answers handed to the loop through its wake-up pipe
+        call_soon = k.call_soon
+        monkeypatch.setattr(k, "call_soon", lambda fn: (woken.append(fn), call_soon(fn))[1])
         c = raw_client(k.socket_path)
         agents = {}
         for name in ("polite", "stubborn", "paused"):
@@ -373,15 +377,17 @@ def test_kill_waits_on_the_kernel_thread_and_a_worker_only_sigkills(
         took = {}
         for name in ("polite", "stubborn", "paused"):
             submitted.clear()
+            woken.clear()
             t0 = time.monotonic()
             reply = c.call(Op.KILL, {"name": name})
-            took[name] = (time.monotonic() - t0, len(submitted))
+            took[name] = (time.monotonic() - t0, len(submitted), len(woken))
             assert reply["killed"] is True, reply
             assert reply["exit_code"] == 128 + (signal.SIGTERM if name == "polite" else signal.SIGKILL), name
             assert not os.path.exists(f"/proc/{agents[name]['pid']}"), (
                 f"{name}: init left when KILL was answered"
             )
         assert took["polite"][1] == 0, "a worker thread took part in a KILL that SIGTERM ended"
+        assert took["polite"][2] == 0, "the loop woke itself to send an answer it had at hand"
         assert took["polite"][0] < grace
         assert took["stubborn"][1] == 1 and grace <= took["stubborn"][0] < grace + 2.0
         assert took["paused"][1] == 1 and took["paused"][0] < grace
