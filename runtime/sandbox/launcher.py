@@ -189,8 +189,9 @@ class AgentProcess:
             if self._status is not None:
                 return
             self._oom_kills = self._launcher._ooms.pop(self.pid, 0)
-            if self._group is not None:
-                self._group.remove(timeout=0)  # the zygote removed it; this only proves it is gone
+            # the zygote removed the group before its report, unless it was busy or no report came
+            if self._group is not None and not self._launcher._removed.pop(self.pid, False):
+                self._group.remove(timeout=0)
             os.close(self.pidfd)
             os.close(self.release_fd)
             self._status = status
@@ -376,6 +377,7 @@ class Launcher:
         self._agents: dict[int, AgentProcess] = {}
         self._statuses: dict[int, int] = {}
         self._ooms: dict[int, int] = {}  # OOM kills the zygote read before it removed the cgroup
+        self._removed: dict[int, bool] = {}  # whether the zygote could remove the cgroup
         self._live: set[int] = set()  # inits whose exit report is still to come
         self._replies: collections.deque[tuple[dict[str, Any], list[int]]] = collections.deque()
         # one thread reads the control socket at a time and files what it reads; the others wait on
@@ -469,6 +471,7 @@ class Launcher:
             if message["pid"] in self._live:
                 self._statuses[message["pid"]] = message["status"]
                 self._ooms[message["pid"]] = message.get("oom_kills", 0)
+                self._removed[message["pid"]] = message.get("removed", False)
             self._live.discard(message["pid"])
         elif message["op"] == "ready":
             self._ready = message
@@ -500,6 +503,7 @@ class Launcher:
         """An agent is finished: forget its status, and its zygote report if that is still to come."""
         self._statuses.pop(pid, None)
         self._ooms.pop(pid, None)
+        self._removed.pop(pid, None)
         self._agents.pop(pid, None)
         self._live.discard(pid)
 

@@ -22,11 +22,21 @@ _BATCH = 128
 def children(pid: int) -> list[int]:
     """Pids of the children of `pid`'s main thread (all of them for a single-threaded process such as
     a sandbox's init); [] when it is gone. A listing like any other: see signal_listed()."""
+    # os.read in 64 KiB steps, not open().read(): that took 80 us a listing on the kernel's thread
+    # against 25 us (its buffer is sized for a large file, and a large bytes object costs page faults)
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
+        fd = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return []
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return [int(p) for p in b"".join(chunks).split()]
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
 
 
 def signal_listed(pids: Iterable[int], signo: int, members: Callable[[list[int]], Collection[int]]) -> int:

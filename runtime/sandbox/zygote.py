@@ -236,13 +236,15 @@ class Zygote:
         """An agent's init is reaped, so its PID namespace and every process in it are gone: remove its
         cgroup here, off the kernel's thread, then report. The report means "all released" unless the
         group was still busy (then it is retried from the reap loop)."""
-        oom_kills = 0
+        oom_kills, removed = 0, True
         if group is not None:
             with contextlib.suppress(OSError):
                 oom_kills = group.oom_kills()
-            if not group.remove(timeout=0):
+            removed = group.remove(timeout=0)
+            if not removed:
                 self.doomed.append(group)
-        send(self.control, {"op": "exit", "pid": pid, "status": status, "oom_kills": oom_kills})
+        report = {"op": "exit", "pid": pid, "status": status, "oom_kills": oom_kills, "removed": removed}
+        send(self.control, report)
         fd = self.released.pop(pid, None)
         if fd is not None:
             # a byte, not just EOF: a slot forked meanwhile holds a copy of the fd until it closes it

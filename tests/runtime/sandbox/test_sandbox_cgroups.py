@@ -223,3 +223,12 @@ def test_v1_kill_all_never_signals_a_process_that_took_a_listed_pid(monkeypatch)
     finally:
         outsider.kill()
         outsider.wait()
+
+
+def test_read_returns_the_whole_file_past_one_read(tmp_path) -> None:
+    """A long cgroup.procs takes several reads: none of it may be cut off."""
+    text = "".join(f"{pid}\n" for pid in range(100_000, 130_000))  # ~210 KB
+    (tmp_path / "procs").write_text(text)
+    assert cgroups._read(str(tmp_path / "procs")) == text
+    with pytest.raises(FileNotFoundError):
+        cgroups._read(str(tmp_path / "missing"))

@@ -18,7 +18,7 @@ import time
 
 import pytest
 from clove_gym.runtime.sandbox import AgentProcess, Launcher, Limits, SpawnError, SpawnSpec
-from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS
+from clove_gym.runtime.sandbox.cgroups import CGROUP_ROOT, V1_CONTROLLERS, Cgroup
 from clove_gym.runtime.sandbox.pidfds import children
 from clove_gym.runtime.sandbox.zygote import SLOT_NICE
 
@@ -336,7 +336,12 @@ def test_concurrent_sigkills_race_the_zygote_removing_the_groups(runner) -> None
         assert all(cgroup_dirs(a.isolation["cgroup_path"]) == [] for a, _, _ in agents)
 
 
-def test_kill_leaves_nothing_behind(runner) -> None:
+def test_kill_leaves_nothing_behind(runner, monkeypatch) -> None:
+    removes = []  # in this process: the zygote removed the group, and said so in its report
+    remove = Cgroup.remove
+    monkeypatch.setattr(
+        Cgroup, "remove", lambda self, *a, **kw: (removes.append(self.rel), remove(self, *a, **kw))[1]
+    )
     agent, out_r, err_r = runner.start(
         """
         import os, subprocess, time
@@ -362,6 +367,7 @@ def test_kill_leaves_nothing_behind(runner) -> None:
     assert elapsed < 2.0
     assert gone([agent.pid, *pids])  # no process, no zombie, at the moment kill() returned
     assert cgroup_dirs(rel) == []
+    assert removes == [], "the launcher removed again a group the zygote reported removed"
     with pytest.raises(OSError):
         os.fstat(agent.pidfd)  # pidfd released
     with open("/proc/self/mountinfo") as f:

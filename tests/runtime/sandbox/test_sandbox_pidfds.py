@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -64,3 +66,19 @@ def test_a_member_gone_before_the_signal_is_skipped_without_error(sleepers) -> N
         return held
 
     assert pidfds.signal_listed([gone.pid], signal.SIGKILL, members) == 0
+
+
+def test_children_lists_every_child_and_nothing_for_a_gone_process() -> None:
+    shell = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & sleep 60 & wait"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while len(listed := pidfds.children(shell.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(listed) == 3
+        for pid in listed:
+            with open(f"/proc/{pid}/stat") as f:
+                assert f.read().split()[3] == str(shell.pid)  # the parent's pid
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
+    assert pidfds.children(shell.pid) == []
