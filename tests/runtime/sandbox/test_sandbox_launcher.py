@@ -1184,7 +1184,7 @@ def test_a_reply_reaches_its_waiter_while_another_thread_reads(monkeypatch) -> N
     launcher = Launcher.__new__(Launcher)  # its messaging only, with the test as the zygote
     launcher._control, zygote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     launcher._io, launcher._reading = threading.Condition(), False
-    launcher._statuses, launcher._ooms, launcher._live = {}, {}, set()
+    launcher._statuses, launcher._ooms, launcher._removed, launcher._live = {}, {}, {}, set()
     launcher._replies = collections.deque()
     try:
         exit_waiter = threading.Thread(
