@@ -28,16 +28,7 @@ _UNLIMITED_U64 = 2**64 - 1
 
 
 def _read(path: str) -> str:
-    """The file's text, read with os.read: open() adds a text layer and a buffer sized for a large file,
-    four times the cost on the zygote's exit path (reading oom_kill before the report)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode()
+    return pidfds.read_all(path).decode()  # on the zygote's exit path: oom_kill before the report
 
 
 def _write(path: str, value: str) -> None:

@@ -19,24 +19,27 @@ from collections.abc import Callable, Collection, Iterable
 _BATCH = 128
 
 
-def children(pid: int) -> list[int]:
-    """Pids of the children of `pid`'s main thread (all of them for a single-threaded process such as
-    a sandbox's init); [] when it is gone. A listing like any other: see signal_listed()."""
-    # os.read in 64 KiB steps, not open().read(): that took 80 us a listing on the kernel's thread
-    # against 25 us (its buffer is sized for a large file, and a large bytes object costs page faults)
-    try:
-        fd = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return []
+def read_all(path: str) -> bytes:
+    """A small file the kernel generates (/proc, cgroupfs), whole, with os.read in 64 KiB steps: open()
+    adds a text layer and a buffer sized for a large file (a children listing took 80 us on the
+    kernel's thread that way, 25 us this way)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
-        return [int(p) for p in b"".join(chunks).split()]
-    except OSError:
-        return []
     finally:
         os.close(fd)
+    return b"".join(chunks)
+
+
+def children(pid: int) -> list[int]:
+    """Pids of the children of `pid`'s main thread (all of them for a single-threaded process such as
+    a sandbox's init); [] when it is gone. A listing like any other: see signal_listed()."""
+    try:
+        return [int(p) for p in read_all(f"/proc/{pid}/task/{pid}/children").split()]
+    except OSError:
+        return []
 
 
 def signal_listed(pids: Iterable[int], signo: int, members: Callable[[list[int]], Collection[int]]) -> int:
