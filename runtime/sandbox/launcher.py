@@ -87,10 +87,9 @@ _MAX_SORTED_CHILDREN = 16  # init's children whose ages terminate() compares to 
 def _age(pid: int) -> tuple[int, int]:
     """(start time in clock ticks, pid in its own namespace): orders processes by start, and within one
     tick by namespace pid, which a new namespace hands out in order."""
-    with open(f"/proc/{pid}/stat") as f:
-        start = int(f.read().rsplit(")", 1)[1].split()[19])
-    with open(f"/proc/{pid}/status") as f:
-        nspid = next(line for line in f if line.startswith("NSpid:"))
+    start = int(pidfds.read_all(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()[19])
+    status = pidfds.read_all(f"/proc/{pid}/status").splitlines()
+    nspid = next(line for line in status if line.startswith(b"NSpid:"))
     return start, int(nspid.split()[-1])
 
 
