@@ -4,7 +4,9 @@
     `bwrap --unshare-all /bin/true` and a cold `python -c pass` (wall time, interleaved spawn by spawn);
   * sustained spawns/s (back to back, each agent does its first syscall and exits);
   * KILL sent -> every resource verified released (processes gone, cgroup directories removed, the
-    kernel's pidfd closed), next to SIGKILL + reap of a plain child;
+    kernel's pidfd closed), next to SIGKILL + reap of a plain child and the kill of a `bwrap
+    --unshare-all` sandbox (SIGKILL its PID-namespace init, bwrap exits and is reaped: the same chain
+    of exits as an agent's, without the cgroup);
   * N concurrent idle sandboxed agents (connected, waiting): NOOP p50/p99 of the C client, next to the
     same NOOP with no agent alive (before spawning and after killing them);
   * the crash-isolation scenario (`crash_isolation`): agents vs threads vs multiprocessing.Pool.
@@ -23,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from typing import Any
 from clove_gym.benchmarks.runtime_bench import host_info
 
 SCHEMA = "clove-gym.bench.isolation/1"
+KILL_BWRAP = "bwrap --unshare-all: SIGKILL its init, reaped"
 
 
 @dataclass(frozen=True)
@@ -283,8 +287,14 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     from clove_gym.runtime.client import Client
 
     sock = os.path.join(tmp, "kill.sock")
-    reply_ms, released_ms, plain = [], [], []
+    reply_ms, released_ms, plain, sandbox = [], [], [], []
     held_at_reply: list[list[str]] = []
+    bwrap = ip.bwrap_sleep_argv()
+    baselines: dict[str, Callable[[], object]] = {"plain": lambda: plain.append(ip.plain_kill_ms())}
+    if bwrap:
+        baselines["bwrap"] = lambda: sandbox.append(ip.bwrap_kill_ms(bwrap))
+    else:
+        report.notes.append(f"baseline bwrap kill: {ip.BWRAP_MISSING}")
     with KernelProcess(sock) as kernel, Client(sock) as client:
         ip.kill_released_ms(client, kernel.pid, "kill-warm")  # the zygote starts
 
@@ -295,13 +305,15 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
             if held:
                 held_at_reply.append(held)
 
-        ip.interleaved(params.kill_n, {"agent": one, "plain": lambda: plain.append(ip.plain_kill_ms())})
+        ip.interleaved(params.kill_n, {"agent": one, **baselines})
     rel, base = _stats(released_ms), _stats(plain)
+    bwrap_p50 = f", bwrap {_stats(sandbox).p50:.1f}" if sandbox else ""
     report.samples["kill"] = {
         "kill_reply_ms": reply_ms,
         "released_ms": released_ms,
         "held_when_kill_answered": held_at_reply,
         "plain_sigkill_reap_ms": plain,
+        "bwrap_kill_init_reap_ms": sandbox,
     }
     if held_at_reply:
         report.notes.append(
@@ -313,10 +325,14 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
             "KILL -> all released p99",
             "ms",
             rel.p99,
-            [("SIGKILL+reap plain child", base.p99)],
+            [
+                ("SIGKILL+reap plain child", base.p99),
+                (KILL_BWRAP, _stats(sandbox).p99 if sandbox else None),
+            ],
             "<= 20 ms",
             rel.p99 <= 20.0,
-            note=f"p50 {rel.p50:.1f} ms, n={rel.n}; all released when KILL answered: {rel.n - len(held_at_reply)}/{rel.n}",
+            note=f"p50 {rel.p50:.1f} ms (plain {base.p50:.1f}{bwrap_p50}), n={rel.n}; "
+            f"all released when KILL answered: {rel.n - len(held_at_reply)}/{rel.n}",
         )
     )
 

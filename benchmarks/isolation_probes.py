@@ -3,7 +3,7 @@
 Every probe talks to a kernel running in its own process (`bench_server.KernelProcess`) that records a
 trace: "first syscall" is the trace record of the agent's first frame (its NOOP names the agent), stamped
 by the kernel with CLOCK_MONOTONIC, which the client, the kernel and the agents' namespaces all share.
-Baselines (bwrap, a cold interpreter, a plain SIGKILL + reap) run in the same process, interleaved with
+Baselines (bwrap, a cold interpreter, a plain SIGKILL + reap, a bwrap sandbox's kill) run in the same process, interleaved with
 the measured operations, so both see the same machine load.
 """
 
@@ -123,6 +123,46 @@ def wall_ms(argv: list[str]) -> float:
     t0 = time.monotonic_ns()
     subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     return (time.monotonic_ns() - t0) / 1e6
+
+
+def bwrap_sleep_argv() -> list[str] | None:
+    """`bwrap --unshare-all` running `sleep 60`: the sandbox whose kill the KILL figure is set beside."""
+    argv = bwrap_argv()
+    return [*argv[:-1], "sleep", "60"] if argv else None
+
+
+def bwrap_kill_ms(argv: list[str], timeout: float = 10.0) -> float:
+    """Baseline for kill-to-released with the same chain of exits as a sandboxed agent's: bwrap's
+    process (the parent, as our zygote is) -> its PID-namespace init -> the program. Once `sleep` runs,
+    SIGKILL that init (ending the namespace), then wait until bwrap has exited and is reaped; ms."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (init := _exec_child(proc.pid, "bwrap")) or not _exec_child(init, "sleep"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{argv}: the sandbox never ran sleep (exit status {proc.returncode})")
+            time.sleep(_POLL_S)
+        pidfd = os.pidfd_open(init)  # init's parent, bwrap, only reaps it once we kill it
+        try:
+            t0 = time.monotonic_ns()
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            proc.wait()
+            return (time.monotonic_ns() - t0) / 1e6
+        finally:
+            os.close(pidfd)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _exec_child(pid: int, comm: str) -> int | None:
+    """The child of `pid` whose command name is `comm` (so it has exec'd), if any."""
+    for kid in children(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{kid}/comm") as f:
+            if f.read().strip() == comm:
+                return kid
+    return None
 
 
 def plain_kill_ms() -> float:

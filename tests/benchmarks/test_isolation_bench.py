@@ -16,13 +16,13 @@ import pytest
 from clove_gym.benchmarks import isolation_bench
 from clove_gym.benchmarks.cli import main
 from clove_gym.benchmarks.crash_isolation import MODES
-from clove_gym.benchmarks.isolation_probes import BWRAP_MISSING, bwrap_argv
+from clove_gym.benchmarks.isolation_probes import BWRAP_MISSING, bwrap_argv, bwrap_kill_ms
 
 BASELINES = {
     "spawn -> 1st syscall p50": {"cold python3 -c pass", "bwrap --unshare-all /bin/true"},
     "spawn -> 1st syscall p99": {"cold python3 -c pass", "bwrap --unshare-all /bin/true"},
     "sustained spawns/s": {"bwrap, sequential", "cold python3, sequential"},
-    "KILL -> all released p99": {"SIGKILL+reap plain child"},
+    "KILL -> all released p99": {"SIGKILL+reap plain child", isolation_bench.KILL_BWRAP},
     "NOOP p50, 100 idle agents": {"same NOOP, no agents"},
     "NOOP p99, 100 idle agents": {"same NOOP, no agents"},
 }
@@ -47,7 +47,9 @@ def test_quick_run_reports_every_figure_next_to_its_baselines(
         assert f["value"] > 0, name
         got = {b[0] for b in f["baselines"]}
         assert wanted <= got | (
-            {"bwrap --unshare-all /bin/true", "bwrap, sequential"} if not bwrap else set()
+            {"bwrap --unshare-all /bin/true", "bwrap, sequential", isolation_bench.KILL_BWRAP}
+            if not bwrap
+            else set()
         )
         for base, value in f["baselines"]:
             assert value is None and "bwrap" in base and not bwrap or value > 0, (name, base)
@@ -73,6 +75,22 @@ def test_quick_run_reports_every_figure_next_to_its_baselines(
     ]
     assert all(0 < c["busy_pct"] <= 100 and 0 <= c["steal_pct"] <= 100 and c["seconds"] > 0 for c in cpu)
     assert any(n.startswith("host CPU by phase") and "kill to released busy" in n for n in on_disk["notes"])
+
+
+def _running(marker: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+
+def test_bwrap_kill_baseline_times_a_whole_sandbox_and_leaves_nothing() -> None:
+    argv = bwrap_argv()
+    if argv is None:
+        pytest.skip(BWRAP_MISSING)
+    marker = f"{61 + os.getpid() % 1000}.5"  # a sleep of our own, to find any left behind
+    assert 0 < bwrap_kill_ms([*argv[:-1], "sleep", marker]) < 5000
+    assert _running(marker) == []
+    with pytest.raises(RuntimeError, match="never ran sleep"):  # bwrap cannot exec it: said, not hung
+        bwrap_kill_ms([*argv[:-1], "/nonexistent/sleep", marker], timeout=5.0)
+    assert _running(marker) == []
 
 
 def test_cpu_shares_count_steal_and_busy_from_proc_stat_deltas() -> None:
