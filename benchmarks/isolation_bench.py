@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -287,8 +288,9 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     from clove_gym.runtime.client import Client
 
     sock = os.path.join(tmp, "kill.sock")
-    reply_ms, released_ms, plain, sandbox = [], [], [], []
-    held_at_reply: list[list[str]] = []
+    kills: list[ip.KillTiming] = []
+    plain: list[float] = []
+    sandbox: list[float] = []
     bwrap = ip.bwrap_sleep_argv()
     baselines: dict[str, Callable[[], object]] = {"plain": lambda: plain.append(ip.plain_kill_ms())}
     if bwrap:
@@ -296,30 +298,30 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     else:
         report.notes.append(f"baseline bwrap kill: {ip.BWRAP_MISSING}")
     with KernelProcess(sock) as kernel, Client(sock) as client:
-        ip.kill_released_ms(client, kernel.pid, "kill-warm")  # the zygote starts
+        ip.kill_released(client, kernel.pid, "kill-warm")  # the zygote starts
 
-        def one() -> None:
-            r, rel, held = ip.kill_released_ms(client, kernel.pid, f"kill{len(reply_ms)}")
-            reply_ms.append(r)
-            released_ms.append(rel)
-            if held:
-                held_at_reply.append(held)
+        def agent() -> None:
+            kills.append(ip.kill_released(client, kernel.pid, f"kill{len(kills)}"))
 
-        ip.interleaved(params.kill_n, {"agent": one, **baselines})
+        ip.interleaved(params.kill_n, {"agent": agent, **baselines})
+    released_ms = [k.released_ms for k in kills]
+    held_at_reply = [k.held_at_reply for k in kills if k.held_at_reply]
     rel, base = _stats(released_ms), _stats(plain)
     bwrap_p50 = f", bwrap {_stats(sandbox).p50:.1f}" if sandbox else ""
     report.samples["kill"] = {
-        "kill_reply_ms": reply_ms,
+        "kill_reply_ms": [k.reply_ms for k in kills],
         "released_ms": released_ms,
+        "host_steal_ms_during_kill": [k.steal_ms for k in kills],
         "held_when_kill_answered": held_at_reply,
         "plain_sigkill_reap_ms": plain,
         "bwrap_kill_init_reap_ms": sandbox,
     }
     if held_at_reply:
         report.notes.append(
-            f"KILL was answered before everything was released in {len(held_at_reply)}/{len(reply_ms)} kills; "
+            f"KILL was answered before everything was released in {len(held_at_reply)}/{len(kills)} kills; "
             f"still held then: {held_at_reply[:3]}"
         )
+    _steal_note(kills, report)
     report.figures.append(
         Figure(
             "KILL -> all released p99",
@@ -334,6 +336,23 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
             note=f"p50 {rel.p50:.1f} ms (plain {base.p50:.1f}{bwrap_p50}), n={rel.n}; "
             f"all released when KILL answered: {rel.n - len(held_at_reply)}/{rel.n}",
         )
+    )
+
+
+def _steal_note(kills: list[Any], report: Report) -> None:
+    """Which kills the host's CPU steal fell into, and the slow ones' steal: on a shared VM a stall of
+    the host lands in whichever kill is running, and this tells those apart from the kernel's own."""
+    if not kills or any(math.isnan(k.steal_ms) for k in kills):
+        report.notes.append("KILL and host steal: /proc/stat steal not readable")
+        return
+    calm = [k.released_ms for k in kills if k.steal_ms == 0]
+    slow = [k for k in kills if k.released_ms > 20.0]
+    report.notes.append(
+        f"KILL and host steal: {len(kills) - len(calm)}/{len(kills)} kills saw steal (>= 1 tick of 10 ms) "
+        "between KILL and release"
+        + (f"; p99 of the {len(calm)} others {_stats(calm).p99:.1f} ms" if calm else "")
+        + f"; over 20 ms: {len(slow)}"
+        + (f", host steal during each: {', '.join(f'{k.steal_ms:.0f}' for k in slow)} ms" if slow else "")
     )
 
 
@@ -387,18 +406,8 @@ def measure_concurrent(params: Params, tmp: str, report: Report) -> None:
     )
 
 
-def cpu_times() -> list[int]:
-    """The machine's cumulative CPU times in clock ticks: the `cpu` line of /proc/stat (user nice system
-    idle iowait irq softirq steal ...); empty where there is no /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            return [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return []
-
-
 def cpu_shares(before: list[int], after: list[int]) -> dict[str, float | None]:
-    """Busy and stolen shares (%) of the CPU time that passed between two `cpu_times()`. Steal is time
+    """Busy and stolen shares (%) of the CPU time that passed between two `isolation_probes.cpu_times()`. Steal is time
     a vCPU was ready but the hypervisor ran another guest: on a shared VM it is the noise in every tail
     figure, so it is reported beside them (None when it could not be read)."""
     d = [b - a for a, b in zip(before, after, strict=False)]
@@ -412,6 +421,7 @@ def cpu_shares(before: list[int], after: list[int]) -> dict[str, float | None]:
 def run(params: Params, quick: bool, log: Any = None) -> Report:
     """Measure every figure (and the crash scenario unless `params.crash` is false)."""
     from clove_gym.benchmarks import crash_isolation
+    from clove_gym.benchmarks.isolation_probes import cpu_times
 
     say = log or (lambda _msg: None)
     report = Report(params, quick, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))

@@ -241,9 +241,22 @@ def wait_ready(client: Client, names: list[str], timeout: float) -> None:
         time.sleep(0.05)
 
 
-def kill_released_ms(client: Client, kernel_pid: int, name: str) -> tuple[float, float, list[str]]:
-    """Spawn an idle agent, wait until it is ready, KILL it; returns (ms to the KILL reply, ms until the
-    processes, cgroup dirs and the kernel's pidfd are all verified gone, what was still held at the reply)."""
+@dataclass(frozen=True)
+class KillTiming:
+    """One KILL: ms to its reply, ms until everything was verified released, what was still held at the
+    reply, and the host's CPU steal (all vCPUs) from just before the KILL to the release, in ms. Steal
+    is counted in clock ticks (10 ms): 0 may hide up to a tick, and a stall of 20 ms or more never
+    reads 0."""
+
+    reply_ms: float
+    released_ms: float
+    held_at_reply: list[str]
+    steal_ms: float
+
+
+def kill_released(client: Client, kernel_pid: int, name: str) -> KillTiming:
+    """Spawn an idle agent, wait until it is ready, KILL it, and time the KILL (see KillTiming): released
+    means its processes, cgroup directories and the kernel's pidfd are all verified gone."""
     before = pidfd_count(kernel_pid)
     reply = client.spawn(name, script("isolation_idle.py"), sandboxed=True, restart_policy="never")
     if "id" not in reply:
@@ -255,6 +268,7 @@ def kill_released_ms(client: Client, kernel_pid: int, name: str) -> tuple[float,
         kernel_pid,
         before,
     )
+    steal_before = cpu_times()[7:8]
     t0 = time.monotonic_ns()
     if not client.kill(agent_id=reply["id"]):
         raise RuntimeError(f"KILL {name} (id {reply['id']}) was refused")
@@ -266,8 +280,24 @@ def kill_released_ms(client: Client, kernel_pid: int, name: str) -> tuple[float,
             raise RuntimeError(f"agent {name}: still held 5 s after its KILL was answered: {still}")
         time.sleep(_POLL_S)
     t_released = time.monotonic_ns() if at_reply else t_reply
+    steal = [b - a for a, b in zip(steal_before, cpu_times()[7:8], strict=False)]
     client.delete_key(READY_PREFIX + name)
-    return (t_reply - t0) / 1e6, (t_released - t0) / 1e6, at_reply
+    return KillTiming(
+        (t_reply - t0) / 1e6,
+        (t_released - t0) / 1e6,
+        at_reply,
+        steal[0] * 1000 / os.sysconf("SC_CLK_TCK") if steal else float("nan"),
+    )
+
+
+def cpu_times() -> list[int]:
+    """The machine's cumulative CPU times in clock ticks: the `cpu` line of /proc/stat (user nice system
+    idle iowait irq softirq steal ...); empty where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return []
 
 
 # ---- many idle agents ---------------------------------------------------------------------------------

@@ -16,7 +16,13 @@ import pytest
 from clove_gym.benchmarks import isolation_bench
 from clove_gym.benchmarks.cli import main
 from clove_gym.benchmarks.crash_isolation import MODES
-from clove_gym.benchmarks.isolation_probes import BWRAP_MISSING, bwrap_argv, bwrap_kill_ms
+from clove_gym.benchmarks.isolation_probes import (
+    BWRAP_MISSING,
+    KillTiming,
+    bwrap_argv,
+    bwrap_kill_ms,
+    cpu_times,
+)
 
 BASELINES = {
     "spawn -> 1st syscall p50": {"cold python3 -c pass", "bwrap --unshare-all /bin/true"},
@@ -62,7 +68,11 @@ def test_quick_run_reports_every_figure_next_to_its_baselines(
     assert len(spawn["spawn_to_first_syscall_ms"]) == on_disk["params"]["spawn_n"]
     assert spawn["missing_first_frame"] == []
     assert spawn["isolation"]["namespaces"]["pid"] and spawn["isolation"]["namespaces"]["net"]
-    assert len(on_disk["samples"]["kill"]["released_ms"]) == on_disk["params"]["kill_n"]
+    kill = on_disk["samples"]["kill"]
+    assert len(kill["released_ms"]) == len(kill["host_steal_ms_during_kill"]) == on_disk["params"]["kill_n"]
+    assert all(st >= 0 for st in kill["host_steal_ms_during_kill"])
+    assert len(kill["bwrap_kill_init_reap_ms"]) == (on_disk["params"]["kill_n"] if bwrap else 0)
+    assert any(n.startswith("KILL and host steal: ") for n in on_disk["notes"])
     crash = on_disk["crash_isolation"]
     assert [r["mode"] for r in crash["results"]] == list(MODES)
     assert crash["scenario"]["workers"] == 12 and crash["scenario"]["victims"] == 3
@@ -93,6 +103,21 @@ def test_bwrap_kill_baseline_times_a_whole_sandbox_and_leaves_nothing() -> None:
     assert _running(marker) == []
 
 
+def test_steal_note_tells_kills_the_host_stalled_from_the_others() -> None:
+    report = isolation_bench.Report(isolation_bench.Params.for_run(True), True)
+    kills = [
+        KillTiming(1.0, ms, [], steal) for ms, steal in [(3.0, 0.0), (4.0, 0.0), (35.0, 40.0), (5.0, 10.0)]
+    ]
+    isolation_bench._steal_note(kills, report)
+    assert report.notes == [
+        "KILL and host steal: 2/4 kills saw steal (>= 1 tick of 10 ms) between KILL and release; "
+        "p99 of the 2 others 4.0 ms; over 20 ms: 1, host steal during each: 40 ms"
+    ]
+    report.notes.clear()
+    isolation_bench._steal_note([KillTiming(1.0, 3.0, [], float("nan"))], report)
+    assert report.notes == ["KILL and host steal: /proc/stat steal not readable"]
+
+
 def test_cpu_shares_count_steal_and_busy_from_proc_stat_deltas() -> None:
     # user nice system idle iowait irq softirq steal, in ticks
     before = [100, 0, 50, 1000, 10, 0, 5, 20]
@@ -100,7 +125,7 @@ def test_cpu_shares_count_steal_and_busy_from_proc_stat_deltas() -> None:
     assert isolation_bench.cpu_shares(before, after) == {"busy_pct": 45.5, "steal_pct": 9.1}
     assert isolation_bench.cpu_shares([], after) == {"busy_pct": None, "steal_pct": None}
     assert isolation_bench.cpu_shares(after, after) == {"busy_pct": None, "steal_pct": None}
-    assert len(isolation_bench.cpu_times()) == 8
+    assert len(cpu_times()) == 8
 
 
 def test_tables_render_with_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
