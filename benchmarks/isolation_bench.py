@@ -4,9 +4,9 @@
     `bwrap --unshare-all /bin/true` and a cold `python -c pass` (wall time, interleaved spawn by spawn);
   * sustained spawns/s (back to back, each agent does its first syscall and exits);
   * KILL sent -> every resource verified released (processes gone, cgroup directories removed, the
-    kernel's pidfd closed), next to SIGKILL + reap of a plain child and the kill of a `bwrap
-    --unshare-all` sandbox (SIGKILL its PID-namespace init, bwrap exits and is reaped: the same chain
-    of exits as an agent's, without the cgroup);
+    kernel's pidfd closed), next to SIGKILL + reap of a plain child and the kill of an idle Python in
+    a `bwrap --unshare-all` sandbox (SIGKILL its PID-namespace init, bwrap exits and is reaped: the
+    same chain of exits as an agent's, without the cgroup);
   * N concurrent idle sandboxed agents (connected, waiting): NOOP p50/p99 of the C client, next to the
     same NOOP with no agent alive (before spawning and after killing them);
   * the crash-isolation scenario (`crash_isolation`): agents vs threads vs multiprocessing.Pool.
@@ -34,7 +34,7 @@ from typing import Any
 from clove_gym.benchmarks.runtime_bench import host_info
 
 SCHEMA = "clove-gym.bench.isolation/1"
-KILL_BWRAP = "bwrap --unshare-all: SIGKILL its init, reaped"
+KILL_BWRAP = "bwrap --unshare-all python: SIGKILL its init, reaped"
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     kills: list[ip.KillTiming] = []
     plain: list[float] = []
     sandbox: list[float] = []
-    bwrap = ip.bwrap_sleep_argv()
+    bwrap = ip.bwrap_python_argv()
     baselines: dict[str, Callable[[], object]] = {"plain": lambda: plain.append(ip.plain_kill_ms())}
     if bwrap:
         baselines["bwrap"] = lambda: sandbox.append(ip.bwrap_kill_ms(bwrap))

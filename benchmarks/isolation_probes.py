@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import statistics
@@ -125,23 +126,34 @@ def wall_ms(argv: list[str]) -> float:
     return (time.monotonic_ns() - t0) / 1e6
 
 
-def bwrap_sleep_argv() -> list[str] | None:
-    """`bwrap --unshare-all` running `sleep 60`: the sandbox whose kill the KILL figure is set beside."""
+_IDLE_PY = "import sys, time; sys.stdout.write('up'); sys.stdout.flush(); time.sleep(60)"
+
+
+def bwrap_python_argv(*extra: str) -> list[str] | None:
+    """`bwrap --unshare-all` running an idle Python (this interpreter) that writes "up" once it runs:
+    the sandbox whose kill the KILL figure is set beside. `extra` lands in that Python's sys.argv.
+    --die-with-parent: should bwrap itself be killed (a sandbox that never came up), so is the Python."""
     argv = bwrap_argv()
-    return [*argv[:-1], "sleep", "60"] if argv else None
+    return (
+        [argv[0], "--die-with-parent", *argv[1:-1], sys.executable, "-c", _IDLE_PY, *extra] if argv else None
+    )
 
 
 def bwrap_kill_ms(argv: list[str], timeout: float = 10.0) -> float:
-    """Baseline for kill-to-released with the same chain of exits as a sandboxed agent's: bwrap's
-    process (the parent, as our zygote is) -> its PID-namespace init -> the program. Once `sleep` runs,
-    SIGKILL that init (ending the namespace), then wait until bwrap has exited and is reaped; ms."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    """Baseline for kill-to-released with the same chain of exits as a sandboxed Python agent's: bwrap's
+    process (the parent, as our zygote is) -> its PID-namespace init -> the Python. Once the program
+    wrote to stdout, SIGKILL that init (ending the namespace), then wait until bwrap has exited and is
+    reaped; ms. RuntimeError, with nothing left running, if the program never writes."""
+    up_r, up_w = os.pipe()
     try:
-        deadline = time.monotonic() + timeout
-        while not (init := _exec_child(proc.pid, "bwrap")) or not _exec_child(init, "sleep"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv}: the sandbox never ran sleep (exit status {proc.returncode})")
-            time.sleep(_POLL_S)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=up_w)
+    finally:
+        os.close(up_w)
+    try:
+        up = select.select([up_r], [], [], timeout)[0] and os.read(up_r, 64)
+        init = _exec_child(proc.pid, "bwrap") if up else None
+        if init is None:
+            raise RuntimeError(f"{argv}: the sandboxed program never came up (exit status {proc.poll()})")
         pidfd = os.pidfd_open(init)  # init's parent, bwrap, only reaps it once we kill it
         try:
             t0 = time.monotonic_ns()
@@ -151,6 +163,7 @@ def bwrap_kill_ms(argv: list[str], timeout: float = 10.0) -> float:
         finally:
             os.close(pidfd)
     finally:
+        os.close(up_r)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

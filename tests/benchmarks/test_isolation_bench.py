@@ -21,6 +21,7 @@ from clove_gym.benchmarks.isolation_probes import (
     KillTiming,
     bwrap_argv,
     bwrap_kill_ms,
+    bwrap_python_argv,
     cpu_times,
 )
 
@@ -92,14 +93,21 @@ def _running(marker: str) -> list[int]:
 
 
 def test_bwrap_kill_baseline_times_a_whole_sandbox_and_leaves_nothing() -> None:
-    argv = bwrap_argv()
-    if argv is None:
+    if bwrap_argv() is None:
         pytest.skip(BWRAP_MISSING)
-    marker = f"{61 + os.getpid() % 1000}.5"  # a sleep of our own, to find any left behind
-    assert 0 < bwrap_kill_ms([*argv[:-1], "sleep", marker]) < 5000
+    marker = f"clove-bwrap-kill-{os.getpid()}"  # in the sandboxed Python's argv, to find it if left behind
+    argv = bwrap_python_argv(marker)
+    assert argv is not None
+    assert 0 < bwrap_kill_ms(argv) < 5000
     assert _running(marker) == []
-    with pytest.raises(RuntimeError, match="never ran sleep"):  # bwrap cannot exec it: said, not hung
-        bwrap_kill_ms([*argv[:-1], "/nonexistent/sleep", marker], timeout=5.0)
+    sandbox = argv[: argv.index(sys.executable)]
+    with pytest.raises(RuntimeError, match="never came up"):  # bwrap cannot exec it: said, not hung
+        bwrap_kill_ms([*sandbox, "/nonexistent/python", marker], timeout=5.0)
+    with pytest.raises(RuntimeError, match="never came up"):  # runs, never says so: killed, whole
+        bwrap_kill_ms([*sandbox, sys.executable, "-c", "import time; time.sleep(60)", marker], timeout=0.5)
+    deadline = time.monotonic() + 5  # bwrap's PDEATHSIG is delivered as bwrap dies, the exit may lag
+    while _running(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert _running(marker) == []
 
 
