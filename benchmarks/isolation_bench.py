@@ -29,9 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clove_gym.benchmarks.runtime_bench import host_info
+
+if TYPE_CHECKING:  # for annotations only: the measuring functions import isolation_probes as they run
+    from clove_gym.benchmarks.isolation_probes import KillTiming
 
 SCHEMA = "clove-gym.bench.isolation/1"
 KILL_BWRAP = "bwrap --unshare-all python: SIGKILL its init, reaped"
@@ -288,7 +291,7 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     from clove_gym.runtime.client import Client
 
     sock = os.path.join(tmp, "kill.sock")
-    kills: list[ip.KillTiming] = []
+    kills: list[KillTiming] = []
     plain: list[float] = []
     sandbox: list[float] = []
     bwrap = ip.bwrap_python_argv()
@@ -339,7 +342,7 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     )
 
 
-def _steal_note(kills: list[Any], report: Report) -> None:
+def _steal_note(kills: list[KillTiming], report: Report) -> None:
     """Which kills the host's CPU steal fell into, and the slow ones' steal: on a shared VM a stall of
     the host lands in whichever kill is running, and this tells those apart from the kernel's own."""
     if not kills or any(math.isnan(k.steal_ms) for k in kills):
@@ -407,9 +410,9 @@ def measure_concurrent(params: Params, tmp: str, report: Report) -> None:
 
 
 def cpu_shares(before: list[int], after: list[int]) -> dict[str, float | None]:
-    """Busy and stolen shares (%) of the CPU time that passed between two `isolation_probes.cpu_times()`. Steal is time
-    a vCPU was ready but the hypervisor ran another guest: on a shared VM it is the noise in every tail
-    figure, so it is reported beside them (None when it could not be read)."""
+    """Busy and stolen shares (%) of the CPU time that passed between two `isolation_probes.cpu_times()`.
+    Steal is time a vCPU was ready but the hypervisor ran another guest: on a shared VM it is the noise in
+    every tail figure, so it is reported beside them (None when it could not be read)."""
     d = [b - a for a, b in zip(before, after, strict=False)]
     total = sum(d)
     if len(d) < 8 or total <= 0:

@@ -3,8 +3,8 @@
 Every probe talks to a kernel running in its own process (`bench_server.KernelProcess`) that records a
 trace: "first syscall" is the trace record of the agent's first frame (its NOOP names the agent), stamped
 by the kernel with CLOCK_MONOTONIC, which the client, the kernel and the agents' namespaces all share.
-Baselines (bwrap, a cold interpreter, a plain SIGKILL + reap, a bwrap sandbox's kill) run in the same process, interleaved with
-the measured operations, so both see the same machine load.
+Baselines (bwrap, a cold interpreter, a plain SIGKILL + reap, the kill of a Python in bwrap) run in the
+same process, interleaved with the measured operations, so both see the same machine load.
 """
 
 from __future__ import annotations
