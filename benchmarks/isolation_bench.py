@@ -193,7 +193,7 @@ def measure_spawn(params: Params, tmp: str, report: Report) -> None:
     if bwrap:
         extra["bwrap"] = lambda: walls["bwrap"].append(ip.wall_ms(bwrap))
     else:
-        report.notes.append(f"baseline bwrap: {ip.BWRAP_MISSING}")
+        report.notes.append(f"baseline bwrap: {ip.bwrap_unusable()}")
     run, rate, elapsed = _spawns(params, tmp, report, extra)
     first_ms = _stats(run.ms(run.first_frame_ns))
     base: dict[str, Any] = {"cold python3 -c pass": _stats(walls["python"])}
@@ -299,7 +299,7 @@ def measure_kill(params: Params, tmp: str, report: Report) -> None:
     if bwrap:
         baselines["bwrap"] = lambda: sandbox.append(ip.bwrap_kill_ms(bwrap))
     else:
-        report.notes.append(f"baseline bwrap kill: {ip.BWRAP_MISSING}")
+        report.notes.append(f"baseline bwrap kill: {ip.bwrap_unusable()}")
     with KernelProcess(sock) as kernel, Client(sock) as client:
         ip.kill_released(client, kernel.pid, "kill-warm")  # the zygote starts
 
@@ -511,7 +511,6 @@ def _fmt(value: float | None, unit: str) -> str:
 
 def render(report: Report) -> list[Any]:
     """Rich tables: the figures, then the crash-isolation comparison (cells are Text: no markup)."""
-    from clove_gym.benchmarks.isolation_probes import BWRAP_MISSING
     from rich.table import Table
     from rich.text import Text
 
@@ -521,7 +520,8 @@ def render(report: Report) -> list[Any]:
         table.add_column(col, justify="right" if col in ("Value", "Ratio") else "left")
     for f in report.figures:
         base = "\n".join(
-            f"{_fmt(v, f.unit)} {k}" if v is not None else f"{k}: {BWRAP_MISSING}" for k, v in f.baselines
+            f"{_fmt(v, f.unit)} {k}" if v is not None else f"{k}: not measured (see the notes)"
+            for k, v in f.baselines
         )
         ratio = "\n".join(f"{f.value / v:.2f}x" if v and f.value is not None else "-" for _, v in f.baselines)
         verdict = (

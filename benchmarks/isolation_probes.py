@@ -10,6 +10,7 @@ same process, interleaved with the measured operations, so both see the same mac
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import shutil
@@ -114,9 +115,33 @@ def collect_first_frames(trace_path: str, run: SpawnRun, timeout: float = 10.0) 
 
 
 def bwrap_argv() -> list[str] | None:
-    """`bwrap --unshare-all` running /bin/true in a read-only view of / (it needs a root to exec from)."""
+    """`bwrap --unshare-all` running /bin/true in a read-only view of / (it needs a root to exec from);
+    None when bwrap cannot run here (`bwrap_unusable()` says why)."""
     bwrap = shutil.which("bwrap")
-    return [bwrap, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"] if bwrap else None
+    return [bwrap, *_BWRAP_SANDBOX, "/bin/true"] if bwrap and bwrap_unusable() is None else None
+
+
+_BWRAP_SANDBOX = ("--unshare-all", "--ro-bind", "/", "/")
+
+
+@functools.cache
+def bwrap_unusable() -> str | None:
+    """Why the bwrap baselines cannot be measured here, None when they can: bwrap is missing, or it
+    cannot make its namespaces (it needs root or unprivileged user namespaces). Tried once per process,
+    so a baseline that cannot run is reported as missing with the reason instead of failing the bench."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return BWRAP_MISSING
+    try:
+        done = subprocess.run(
+            [bwrap, *_BWRAP_SANDBOX, "/bin/true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap cannot run here: {exc}"
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+        return f"bwrap cannot run here: {why}"
+    return None
 
 
 def wall_ms(argv: list[str]) -> float:

@@ -22,6 +22,7 @@ from clove_gym.benchmarks.isolation_probes import (
     bwrap_argv,
     bwrap_kill_ms,
     bwrap_python_argv,
+    bwrap_unusable,
     cpu_times,
 )
 
@@ -61,7 +62,7 @@ def test_quick_run_reports_every_figure_next_to_its_baselines(
         for base, value in f["baselines"]:
             assert value is None and "bwrap" in base and not bwrap or value > 0, (name, base)
     if not bwrap:
-        assert any(BWRAP_MISSING in n for n in on_disk["notes"])
+        assert any(f"baseline bwrap kill: {bwrap_unusable()}" in n for n in on_disk["notes"])
     assert (
         figs["100 concurrent agents alive"]["value"] == 100 and figs["100 concurrent agents alive"]["passed"]
     )
@@ -94,7 +95,7 @@ def _running(marker: str) -> list[int]:
 
 def test_bwrap_kill_baseline_times_a_whole_sandbox_and_leaves_nothing() -> None:
     if bwrap_argv() is None:
-        pytest.skip(BWRAP_MISSING)
+        pytest.skip(str(bwrap_unusable()))
     marker = f"clove-bwrap-kill-{os.getpid()}"  # in the sandboxed Python's argv, to find it if left behind
     argv = bwrap_python_argv(marker)
     assert argv is not None
@@ -109,6 +110,24 @@ def test_bwrap_kill_baseline_times_a_whole_sandbox_and_leaves_nothing() -> None:
     while _running(marker) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _running(marker) == []
+
+
+def test_a_bwrap_that_cannot_run_is_reported_with_its_reason_not_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bwrap"  # as bwrap fails where it may not make namespaces
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    bwrap_unusable.cache_clear()
+    try:
+        assert bwrap_unusable() == "bwrap cannot run here: bwrap: No permissions to create new namespace"
+        assert bwrap_argv() is None and bwrap_python_argv() is None
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+        bwrap_unusable.cache_clear()
+        assert bwrap_unusable() == BWRAP_MISSING and bwrap_argv() is None
+    finally:
+        bwrap_unusable.cache_clear()
 
 
 def test_steal_note_tells_kills_the_host_stalled_from_the_others() -> None:
@@ -151,7 +170,8 @@ def test_tables_render_with_every_figure(capsys: pytest.CaptureFixture[str]) -> 
     for table in isolation_bench.render(report):
         console.print(table)
     out = capsys.readouterr().out
-    assert "sustained spawns/s" in out and BWRAP_MISSING in out and "2.00x" in out and "info" in out
+    assert "sustained spawns/s" in out and "bwrap: not measured (see the notes)" in out
+    assert "2.00x" in out and "info" in out
 
 
 @pytest.mark.parametrize(
