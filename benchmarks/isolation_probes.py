@@ -306,7 +306,7 @@ def kill_released(client: Client, kernel_pid: int, name: str) -> KillTiming:
         kernel_pid,
         before,
     )
-    steal_before = cpu_times()[7:8]
+    steal_before = _steal_ticks()
     t0 = time.monotonic_ns()
     if not client.kill(agent_id=reply["id"]):
         raise RuntimeError(f"KILL {name} (id {reply['id']}) was refused")
@@ -318,14 +318,22 @@ def kill_released(client: Client, kernel_pid: int, name: str) -> KillTiming:
             raise RuntimeError(f"agent {name}: still held 5 s after its KILL was answered: {still}")
         time.sleep(_POLL_S)
     t_released = time.monotonic_ns() if at_reply else t_reply
-    steal = [b - a for a, b in zip(steal_before, cpu_times()[7:8], strict=False)]
+    steal_after = _steal_ticks()
     client.delete_key(READY_PREFIX + name)
     return KillTiming(
         (t_reply - t0) / 1e6,
         (t_released - t0) / 1e6,
         at_reply,
-        steal[0] * 1000 / os.sysconf("SC_CLK_TCK") if steal else float("nan"),
+        float("nan")
+        if steal_before is None or steal_after is None
+        else (steal_after - steal_before) * 1000 / os.sysconf("SC_CLK_TCK"),
     )
+
+
+def _steal_ticks() -> int | None:
+    """All vCPUs' stolen time so far, in clock ticks (None where /proc/stat cannot be read)."""
+    times = cpu_times()
+    return times[7] if len(times) > 7 else None
 
 
 def cpu_times() -> list[int]:
